@@ -1,0 +1,53 @@
+"""User-facing error types and the command-line error boundary.
+
+Every error a user can cause with bad input derives from :class:`AdmetError`. The CLI
+entry points wrap their work in :func:`cli_errors`, which turns such an error into one
+line on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["AdmetError", "ConfigError", "DataError", "StorageError", "cli_errors"]
+
+F = TypeVar("F", bound=Callable[..., int])
+
+EXIT_USAGE = 2
+
+
+class AdmetError(Exception):
+    """An error caused by user input; its message is a complete, single-line explanation."""
+
+
+class DataError(AdmetError, ValueError):
+    """Invalid or unreadable data file (the message names file, row and value)."""
+
+
+class ConfigError(AdmetError, ValueError):
+    """Invalid configuration (the message names the key)."""
+
+
+class StorageError(AdmetError):
+    """A study storage that cannot be reached or used (the message never holds a password)."""
+
+
+def cli_errors(func: F) -> F:
+    """Run a CLI ``main`` so that user errors print one line and exit with code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> int:
+        try:
+            return func(*args, **kwargs)
+        except AdmetError as exc:
+            message = " ".join(str(exc).split("\n"))
+            print(f"error: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper  # type: ignore[return-value]

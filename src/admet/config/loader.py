@@ -1,0 +1,379 @@
+"""Loading run configurations: YAML or mapping, ``key=value`` overrides, the legacy schema,
+and validation with messages that name the offending key.
+
+The legacy schema had ``optimization.task_sampling_alpha`` (task oversampling) and a
+top-level ``curriculum:`` block. Both still load, with a DeprecationWarning, and map onto
+``joint_sampling``; conflicting old and new values are an error. Use
+``python -m admet.config migrate`` to rewrite such files.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from admet.errors import ConfigError
+from admet.model.chemprop.config import (
+    COMPOSITION_MODES,
+    ChempropConfig,
+    EnsembleConfig,
+    schema_for,
+)
+
+__all__ = [
+    "apply_legacy",
+    "config_to_dict",
+    "load_config",
+    "parse_overrides",
+    "read_yaml",
+    "save_config",
+    "set_dotted",
+]
+
+LEGACY_ALPHA_KEY = ("optimization", "task_sampling_alpha")
+LEGACY_CURRICULUM_KEY = "curriculum"
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Safely load a YAML mapping; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """``["a.b=1", "c=[x, y]"]`` -> ``[("a.b", 1), ("c", ["x", "y"])]`` (YAML values)."""
+    parsed = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value")
+        parsed.append((key.strip(), _parse_value(value)))
+    return parsed
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b] = value`` for ``key = "a.b"``, creating sections as needed."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _schema_keys(schema: type) -> dict[str, Any]:
+    hints = get_type_hints(schema)
+    return {f.name: hints[f.name] for f in fields(schema)}
+
+
+def _check_keys(data: Mapping[str, Any], schema: type, prefix: str = "") -> None:
+    """Unknown keys are an error naming the full key and suggesting the closest valid one."""
+    known = _schema_keys(schema)
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
+            valid = ", ".join(sorted(known))
+            raise ConfigError(f"unknown config key {path!r}{hint} (valid here: {valid})")
+        sub = known[key]
+        if is_dataclass(sub) and isinstance(sub, type):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {path!r} must be a section (mapping), got {value!r}")
+            _check_keys(value, sub, prefix=f"{path}.")
+
+
+def _get(data: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
+    node: Any = data
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _section(parent: Any, key: str, after: str | None = None) -> Any:
+    """``parent[key]`` as a mapping of the parent's own type, created if absent (placed
+    after ``after`` when the mapping keeps order and supports insertion, as ruamel's does)."""
+    child = parent.get(key)
+    if isinstance(child, Mapping):
+        return child
+    child = type(parent)()
+    keys = list(parent)
+    if hasattr(parent, "insert") and after in keys:
+        parent.insert(keys.index(after) + 1, key, child)
+    else:
+        parent[key] = child
+    return child
+
+
+def _take_comment(mapping: Any, key: str) -> Any:
+    """Detach the comment attached to ``mapping[key]`` (ruamel maps only)."""
+    ca = getattr(mapping, "ca", None)
+    return None if ca is None else ca.items.pop(key, None)
+
+
+def _put_comment(mapping: Any, key: str, comment: Any) -> None:
+    ca = getattr(mapping, "ca", None)
+    if ca is not None and comment is not None:
+        ca.items[key] = comment
+
+
+def apply_legacy(data: Any, source: str = "config") -> tuple[Any, list[str]]:
+    """Map legacy keys onto ``joint_sampling`` in a copy of ``data``.
+
+    Works on plain dicts and on ruamel's round-trip maps (comments and key order are kept,
+    which is what the migration tool relies on). Returns the new mapping and a note per
+    legacy key that was mapped.
+
+    Raises:
+        ConfigError: an old key and its new counterpart disagree.
+    """
+    data = copy.deepcopy(data)
+    notes: list[str] = []
+    optimization = data.get("optimization")
+    if isinstance(optimization, Mapping) and LEGACY_ALPHA_KEY[1] in optimization:
+        comment = _take_comment(optimization, LEGACY_ALPHA_KEY[1])
+        alpha = optimization.pop(LEGACY_ALPHA_KEY[1])
+        js = data.get("joint_sampling")
+        new_alpha = _get(js or {}, "task_oversampling", "alpha")
+        if new_alpha is not None and alpha is not None and float(new_alpha) != float(alpha):
+            raise ConfigError(
+                f"{source}: optimization.task_sampling_alpha={alpha} conflicts with "
+                f"joint_sampling.task_oversampling.alpha={new_alpha}"
+            )
+        if alpha is not None:
+            if (js or {}).get("enabled") is False:
+                raise ConfigError(
+                    f"{source}: optimization.task_sampling_alpha={alpha} conflicts with "
+                    "joint_sampling.enabled=false"
+                )
+            mode = (js or {}).get("composition_mode")
+            if mode not in (None, "two_stage"):
+                raise ConfigError(
+                    f"{source}: optimization.task_sampling_alpha implies two_stage sampling but "
+                    f"joint_sampling.composition_mode={mode!r}"
+                )
+            js = _section(data, "joint_sampling", after="optimization")
+            js["enabled"] = True
+            oversampling = _section(js, "task_oversampling")
+            oversampling["alpha"] = alpha
+            _put_comment(oversampling, "alpha", comment)
+            js["composition_mode"] = "two_stage"
+        notes.append("optimization.task_sampling_alpha -> joint_sampling.task_oversampling.alpha")
+    if LEGACY_CURRICULUM_KEY in data:
+        old = data[LEGACY_CURRICULUM_KEY]
+        if old is not None and not isinstance(old, Mapping):
+            raise ConfigError(f"{source}: legacy 'curriculum' must be a section, got {old!r}")
+        old = old if old is not None else type(data)()
+        existing = _get(data, "joint_sampling", "curriculum") or {}
+        for key, value in old.items():
+            if key in existing and existing[key] != value:
+                raise ConfigError(
+                    f"{source}: curriculum.{key}={value!r} conflicts with "
+                    f"joint_sampling.curriculum.{key}={existing[key]!r}"
+                )
+        if old.get("enabled") and _get(data, "joint_sampling", "enabled") is False:
+            raise ConfigError(
+                f"{source}: curriculum.enabled=true conflicts with joint_sampling.enabled=false"
+            )
+        had_alpha = _get(data, "joint_sampling", "task_oversampling", "alpha") is not None
+        js = _section(data, "joint_sampling", after=LEGACY_CURRICULUM_KEY)
+        del data[LEGACY_CURRICULUM_KEY]
+        for key, value in existing.items():
+            old[key] = value
+        js["curriculum"] = old
+        if old.get("enabled") and "enabled" not in js:
+            js["enabled"] = True
+            if not had_alpha and "composition_mode" not in js:
+                # The legacy curriculum sampler drew by quality only: exactly the
+                # multiplicative mode without task oversampling.
+                _section(js, "task_oversampling")["alpha"] = 0.0
+                js["composition_mode"] = "multiplicative"
+        notes.append("curriculum -> joint_sampling.curriculum")
+    return data, notes
+
+
+def _validate(cfg: ChempropConfig) -> None:
+    """Semantic checks OmegaConf's types cannot express."""
+    js = cfg.joint_sampling
+    cur = js.curriculum
+    if js.composition_mode not in COMPOSITION_MODES:
+        raise ConfigError(
+            f"joint_sampling.composition_mode: unknown mode {js.composition_mode!r}; valid: "
+            f"{', '.join(COMPOSITION_MODES)}"
+        )
+    if not math.isfinite(js.task_oversampling.alpha):
+        raise ConfigError("joint_sampling.task_oversampling.alpha must be a finite number")
+    if js.num_samples is not None and js.num_samples <= 0:
+        raise ConfigError(f"joint_sampling.num_samples must be positive, got {js.num_samples}")
+    if cur.enabled:
+        if not cur.quality_col:
+            raise ConfigError(
+                "joint_sampling.curriculum.enabled is true but curriculum.quality_col is not set"
+            )
+        if not cur.qualities:
+            raise ConfigError("joint_sampling.curriculum.qualities must list at least one quality")
+        from admet.model.chemprop.curriculum import CurriculumPhaseConfig
+
+        try:
+            CurriculumPhaseConfig(
+                phase_proportions=None if cur.phase_proportions is None else dict(cur.phase_proportions),
+                min_high_quality_proportion=cur.min_high_quality_proportion,
+            ).resolve(cur.qualities)
+        except ValueError as exc:
+            raise ConfigError(f"joint_sampling.curriculum.{exc}") from None
+        if cur.patience < 0:
+            raise ConfigError("joint_sampling.curriculum.patience must be >= 0")
+    data = cfg.data
+    if not data.target_cols:
+        raise ConfigError("data.target_cols must list at least one task column")
+    if data.max_molecules is not None and data.max_molecules < 2:
+        raise ConfigError(f"data.max_molecules must be at least 2, got {data.max_molecules}")
+    if data.n_folds < 2:
+        raise ConfigError(f"data.n_folds must be at least 2, got {data.n_folds}")
+    if data.split not in ("scaffold", "random"):
+        raise ConfigError(f"data.split must be 'scaffold' or 'random', got {data.split!r}")
+    if data.on_invalid_smiles not in ("error", "skip"):
+        raise ConfigError("data.on_invalid_smiles must be 'error' or 'skip'")
+    model, opt = cfg.model, cfg.optimization
+    for name in ("depth", "message_hidden_dim", "hidden_dim", "num_layers"):
+        if getattr(model, name) < 1:
+            raise ConfigError(f"model.{name} must be >= 1, got {getattr(model, name)}")
+    if not 0.0 <= model.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {model.dropout}")
+    if model.activation.lower() not in ("relu", "leakyrelu", "prelu", "tanh", "selu", "elu"):
+        raise ConfigError(
+            f"model.activation must be relu, leakyrelu, prelu, tanh, selu or elu, got {model.activation!r}"
+        )
+    if model.aggregation not in ("mean", "sum", "norm"):
+        raise ConfigError(f"model.aggregation must be mean, sum or norm, got {model.aggregation!r}")
+    if opt.criterion not in ("mae", "mse"):
+        raise ConfigError(f"optimization.criterion must be 'mae' or 'mse', got {opt.criterion!r}")
+    for name in ("max_epochs", "batch_size"):
+        if getattr(opt, name) < 1:
+            raise ConfigError(f"optimization.{name} must be >= 1, got {getattr(opt, name)}")
+    for name in ("warmup_epochs", "patience", "num_workers"):
+        if getattr(opt, name) < 0:
+            raise ConfigError(f"optimization.{name} must be >= 0, got {getattr(opt, name)}")
+    if opt.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        raise ConfigError(
+            f"optimization.accelerator must be auto, cpu, gpu, cuda or mps, got {opt.accelerator!r}"
+        )
+    if not (opt.init_lr > 0 and opt.max_lr > 0 and opt.final_lr > 0):
+        raise ConfigError("optimization learning rates must be positive")
+    if opt.task_weights is not None and len(opt.task_weights) != len(data.target_cols):
+        raise ConfigError(
+            f"optimization.task_weights has {len(opt.task_weights)} values for "
+            f"{len(data.target_cols)} target columns"
+        )
+    if isinstance(cfg, EnsembleConfig):
+        ens = cfg.ensemble
+        if ens.n_members < 1:
+            raise ConfigError(f"ensemble.n_members must be >= 1, got {ens.n_members}")
+        n_folds = ens.n_folds or ens.n_members
+        if ens.n_members > 1 and n_folds < 2:
+            raise ConfigError("ensemble.n_folds must be at least 2")
+        if ens.n_members > max(n_folds, 1):
+            raise ConfigError(f"ensemble.n_members ({ens.n_members}) exceeds n_folds ({n_folds})")
+        if ens.split not in ("scaffold", "random"):
+            raise ConfigError(f"ensemble.split must be 'scaffold' or 'random', got {ens.split!r}")
+        if ens.n_jobs < 1:
+            raise ConfigError("ensemble.n_jobs must be >= 1")
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | ChempropConfig,
+    overrides: Sequence[str] = (),
+) -> ChempropConfig:
+    """A validated run config (:class:`ChempropConfig` or :class:`EnsembleConfig`).
+
+    Args:
+        source: a YAML file, a mapping, or an existing config object.
+        overrides: ``key=value`` strings applied on top (YAML-typed values).
+
+    Raises:
+        ConfigError: unreadable file, unknown key (with a suggestion), a wrong type, a
+            conflict between legacy and new keys, or an invalid combination.
+    """
+    if isinstance(source, ChempropConfig):
+        raw = config_to_dict(source)
+        where = "config"
+    elif isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+        where = "config"
+    else:
+        raw = read_yaml(source)
+        where = str(source)
+    for key, value in parse_overrides(overrides):
+        set_dotted(raw, key, value)
+    raw, notes = apply_legacy(raw, where)
+    for note in notes:
+        warnings.warn(
+            f"{where}: legacy config key {note}; run 'python -m admet.config migrate'",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    schema = schema_for(raw)
+    _check_keys(raw, schema)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{where}: invalid value for {key!r}: {msg}" if key else f"{where}: {msg}"
+        ) from None
+    assert isinstance(cfg, ChempropConfig)
+    _validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: ChempropConfig) -> dict[str, Any]:
+    """A plain nested dict of ``cfg`` (for YAML, MLflow params and Optuna attributes)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def save_config(cfg: ChempropConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return path

@@ -1,0 +1,1 @@
+"""Benchmarks of trained ensembles against published results."""

@@ -1,0 +1,1 @@
+"""Models: multi-task Chemprop with joint sampling."""

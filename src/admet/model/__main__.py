@@ -1,0 +1,150 @@
+"""``python -m admet.model``: train, predict with and evaluate models and ensembles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from admet.errors import DataError, cli_errors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m admet.model", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a model (or an ensemble if the config has 'ensemble')")
+    train.add_argument("--config", required=True, help="run config YAML")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    train.add_argument("--out", required=True, help="directory to write the trained model to")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    pred = sub.add_parser("predict", help="predict a CSV of SMILES")
+    pred.add_argument("--model", required=True, help="directory written by train")
+    pred.add_argument("--input", required=True, help="CSV with the config's SMILES column")
+    pred.add_argument("--output", required=True, help="CSV to write (input columns + predictions)")
+    ev = sub.add_parser("evaluate", help="metrics of a model on a labelled CSV")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--input", required=True, help="CSV with SMILES and one or more task columns")
+    ev.add_argument("--output", help="metrics CSV (default: <input stem>_metrics.csv beside --model)")
+    for p in (pred, ev):
+        p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _load_any(directory: str):
+    from admet.model.chemprop.ensemble import ChempropEnsemble
+    from admet.model.chemprop.model import ChempropModel
+
+    path = Path(directory)
+    if (path / "ensemble.json").is_file():
+        return ChempropEnsemble.load(path)
+    if (path / "weights.pt").is_file():
+        return ChempropModel.load(path)
+    raise DataError(f"{path}: no trained model or ensemble there")
+
+
+def _read_input(path: str, smiles_col: str):
+    from admet.data import canonical_smiles
+    from admet.data.dataset import read_table
+
+    frame = read_table(path)
+    if smiles_col not in frame.columns:
+        raise DataError(f"{path}: missing SMILES column {smiles_col!r}; the file has {list(frame.columns)}")
+    for i, smi in enumerate(frame[smiles_col]):
+        if canonical_smiles(smi) is None:
+            raise DataError(f"{path}, line {i + 2}, column {smiles_col!r}: cannot parse SMILES {smi!r}")
+    return frame
+
+
+def _train(args: argparse.Namespace) -> int:
+    from admet.config import load_config
+    from admet.model.chemprop.config import EnsembleConfig
+    from admet.model.chemprop.ensemble import ChempropEnsemble
+    from admet.model.chemprop.model import ChempropModel
+    from admet.model.chemprop.training_data import holdout_split, load_training_data
+
+    cfg = load_config(args.config, args.overrides)
+    data = load_training_data(cfg)
+    progress = not args.quiet
+    if isinstance(cfg, EnsembleConfig):
+        model = ChempropEnsemble(cfg).fit(data, progress=progress)
+        print(
+            f"ensemble of {len(model.members)}: CV macro MAE {model.cv_score:.4f} ({model.fit_seconds:.1f} s)"
+        )
+    else:
+        train_idx, val_idx = holdout_split(data, cfg.data.n_folds, cfg.data.split, cfg.optimization.seed)
+        model = ChempropModel(cfg)
+        if cfg.data.val_file:
+            model.fit(data, load_training_data(cfg, cfg.data.val_file), progress=progress)
+        else:
+            model.fit(data.subset(train_idx), data.subset(val_idx), progress=progress)
+        print(
+            f"model: validation macro MAE {model.best_score:.4f} at epoch {model.best_epoch} "
+            f"({model.fit_seconds:.1f} s)"
+        )
+    out = model.save(args.out)
+    print(f"saved to {out}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _load_any(args.model)
+    col = model.config.data.smiles_col
+    frame = _read_input(args.input, col)
+    preds = model.predict(list(frame[col]))
+    out = frame.copy()
+    for name in preds.columns:
+        label = f"{name}_pred" if name in out.columns else name
+        out[label] = preds[name].to_numpy()
+    if "_std" not in "".join(preds.columns):  # a single model has no member spread
+        for task in model.task_names:
+            out[f"{task}_std"] = float("nan")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.output, index=False)
+    print(f"wrote {len(out)} prediction(s) to {args.output}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    model = _load_any(args.model)
+    col = model.config.data.smiles_col
+    frame = _read_input(args.input, col)
+    present = [t for t in model.task_names if t in frame.columns]
+    if not present:
+        raise DataError(
+            f"{args.input}: no task column among {model.task_names}; the file has {list(frame.columns)}"
+        )
+    for task in present:
+        bad = pd.to_numeric(frame[task].replace("", None), errors="coerce").isna() & (frame[task] != "")
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise DataError(
+                f"{args.input}, line {i + 2}, column {task!r}: value {frame[task].iloc[i]!r} is not a number"
+            )
+    metrics = model.evaluate(frame)
+    table = pd.DataFrame(metrics).T.loc[[*present, "macro"]]
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    out = Path(args.output) if args.output else Path(args.model) / f"{Path(args.input).stem}_metrics.csv"
+    table.to_csv(out, index_label="task")
+    (out.with_suffix(".json")).write_text(json.dumps(metrics, indent=1, default=float))
+    print(f"wrote {out}")
+    return 0
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("admet.model.chemprop.joint_sampler").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    return {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

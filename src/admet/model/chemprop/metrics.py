@@ -1,0 +1,62 @@
+"""Regression metrics per task with missing labels, and their macro average.
+
+Every metric is computed per task over the molecules that have a label for it; the macro
+average is the unweighted mean over tasks with at least two labels, so a sparse task
+counts as much as a dense one (the point of multi-task ADMET evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["METRICS", "regression_metrics", "task_metrics"]
+
+METRICS: tuple[str, ...] = ("mae", "rmse", "r2", "pearson_r", "spearman_rho", "n")
+
+
+def task_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R^2, Pearson r, Spearman rho and label count of one task (NaN = unlabelled)."""
+    mask = np.isfinite(y_true) & np.isfinite(y_pred)
+    t, p = y_true[mask], y_pred[mask]
+    n = int(mask.sum())
+    if n == 0:
+        return {
+            "mae": np.nan,
+            "rmse": np.nan,
+            "r2": np.nan,
+            "pearson_r": np.nan,
+            "spearman_rho": np.nan,
+            "n": 0,
+        }
+    err = p - t
+    out = {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt(np.square(err).mean())), "n": n}
+    ss_tot = float(np.square(t - t.mean()).sum())
+    out["r2"] = 1.0 - float(np.square(err).sum()) / ss_tot if ss_tot > 0 else np.nan
+    if n >= 2 and np.ptp(t) > 0 and np.ptp(p) > 0:
+        out["pearson_r"] = float(stats.pearsonr(t, p)[0])
+        out["spearman_rho"] = float(stats.spearmanr(t, p)[0])
+    else:
+        out["pearson_r"] = out["spearman_rho"] = np.nan
+    return out
+
+
+def regression_metrics(
+    Y_true: np.ndarray, Y_pred: np.ndarray, task_names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """``{task: {metric: value}, "macro": {metric: mean over tasks}}``."""
+    Y_true = np.asarray(Y_true, dtype=float)
+    Y_pred = np.asarray(Y_pred, dtype=float)
+    result = {name: task_metrics(Y_true[:, j], Y_pred[:, j]) for j, name in enumerate(task_names)}
+    scored = [m for m in result.values() if m["n"] >= 2]
+    macro: dict[str, float] = {}
+    for key in METRICS:
+        if key == "n":
+            macro["n"] = int(sum(m["n"] for m in result.values()))
+            continue
+        values = [m[key] for m in scored if np.isfinite(m[key])]
+        macro[key] = float(np.mean(values)) if values else np.nan
+    result["macro"] = macro
+    return result

@@ -1,0 +1,209 @@
+"""``python -m admet.hpo``: run and inspect Optuna studies of Chemprop ensembles.
+
+    run --study joint_sampling [key=value ...]   join (or start) the study as a worker
+    status | best [--export F] | report --out D  inspect it
+    sync-mlflow                                  create or complete missing MLflow runs
+    dashboard [--host H] [--port P]              optuna-dashboard on the same storage
+
+Every subcommand takes ``--storage URL`` (default: ``ADMET_HPO_STORAGE``, else
+``./admet-studies.db``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from admet.errors import AdmetError, cli_errors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m admet.hpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--study", default="joint_sampling", help="name in studies/ or a YAML path")
+        p.add_argument("--storage", default=None, help="study storage URL")
+        p.add_argument("--quiet", action="store_true", help="warnings only, no progress bar")
+        return p
+
+    run = add("run", "run trials as one worker until the study budget is spent")
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="study keys (n_trials, seed, heartbeat_interval, grace_period, max_retry) "
+        "or base run-config keys",
+    )
+    run.add_argument(
+        "--worker-index",
+        type=int,
+        default=None,
+        help="sampler seed offset (default: next free index registered in the study)",
+    )
+    add("status", "trial counts, best value, running trials, ETA")
+    best = add("best", "best trial(s) and their full run config")
+    best.add_argument("--export", default=None, help="write the best run config YAML here")
+    report = add("report", "plots (HTML + PNG) and a markdown summary")
+    report.add_argument("--out", required=True)
+    sync = add("sync-mlflow", "mirror finished trials to MLflow (idempotent)")
+    sync.add_argument(
+        "--tracking-uri", default=None, help="default: the base config's, then MLFLOW_TRACKING_URI"
+    )
+    dash = add("dashboard", "serve optuna-dashboard on the study storage")
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8080)
+    return parser
+
+
+def _load_study(args: argparse.Namespace):
+    import optuna
+
+    from admet.hpo.storage import mask_url, open_storage, resolve_storage_url
+    from admet.hpo.study_spec import load_study_spec
+
+    spec = load_study_spec(args.study)
+    url = resolve_storage_url(args.storage)
+    storage = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        raise AdmetError(
+            f"no study {spec.name!r} in {mask_url(url)}; start it with "
+            f"'python -m admet.hpo run --study {args.study}'"
+        ) from None
+    return spec, study
+
+
+def _run(args: argparse.Namespace) -> int:
+    from admet.data import fang2023
+    from admet.hpo.runner import run_worker
+    from admet.hpo.storage import open_storage
+    from admet.hpo.study_spec import load_study_spec
+    from admet.model.chemprop.training_data import resolve_path
+
+    spec = load_study_spec(args.study, args.overrides)
+    base = spec.base_run_config()
+    open_storage(args.storage)  # an unreachable storage fails before anything is written
+    train = resolve_path(base.data.train_file)
+    if not train.is_file() and train.parent.name == "fang2023":
+        print(f"preparing fang2023 into {train.parent} (first run)", flush=True)
+        fang2023.prepare(out=train.parent, progress=not args.quiet)
+    result = run_worker(
+        spec,
+        args.storage,
+        mlflow_enabled=base.mlflow.enabled,
+        worker_index=args.worker_index,
+        progress=not args.quiet,
+    )
+    if result.already_complete:
+        print(
+            f"study {spec.name!r} is complete: {result.finished_in_study} finished trial(s) "
+            f"of {spec.n_trials}"
+        )
+    else:
+        print(
+            f"worker {result.worker_index} ran {result.trials_run} trial(s); study "
+            f"{spec.name!r} has {result.finished_in_study}/{spec.n_trials} finished"
+        )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from admet.hpo.summary import status_text
+
+    spec, study = _load_study(args)
+    print(status_text(study, int(study.user_attrs.get("n_trials", spec.n_trials))))
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    import yaml
+
+    from admet.hpo.summary import best_trials, export_best
+
+    _, study = _load_study(args)
+    trials = best_trials(study)
+    for t in trials:
+        print(f"trial {t.number}: values {[round(v, 5) for v in t.values]}")
+        print(yaml.safe_dump(t.params, sort_keys=False).rstrip())
+    if args.export:
+        path = export_best(trials[0], args.export)
+        print(f"wrote {path} (python -m admet.model train --config {path} --out DIR)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from admet.hpo.report import write_report
+
+    _, study = _load_study(args)
+    files = write_report(study, args.out)
+    print(f"wrote {len(files)} file(s) to {args.out}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from admet.hpo.mlflow_mirror import MlflowMirror
+    from admet.hpo.storage import resolve_storage_url
+
+    spec, study = _load_study(args)
+    uri = args.tracking_uri or spec.base_run_config().mlflow.tracking_uri
+    mirror = MlflowMirror(spec.name, uri, resolve_storage_url(args.storage))
+    counts = mirror.sync(study)
+    if not counts["available"]:
+        raise AdmetError("MLflow is unreachable; nothing was synced (see the warning above)")
+    print(
+        f"synced {counts['mirrored']} finished trial(s) to MLflow experiment "
+        f"'optuna-{spec.name}' ({counts['unfinished']} unfinished skipped)"
+    )
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from admet.hpo.dashboard import serve_dashboard
+
+    serve_dashboard(args.storage, args.host, args.port)
+    return 0
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in (
+        "admet.model.chemprop.joint_sampler",
+        "alembic",
+        "mlflow",
+        "lightning",
+        "lightning.pytorch",
+        "admet.model.chemprop.curriculum",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import optuna
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    commands = {
+        "run": _run,
+        "status": _status,
+        "best": _best,
+        "report": _report,
+        "sync-mlflow": _sync,
+        "dashboard": _dashboard,
+    }
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

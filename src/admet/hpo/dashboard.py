@@ -1,0 +1,20 @@
+"""``dashboard``: optuna-dashboard on the study storage (loopback unless told otherwise)."""
+
+from __future__ import annotations
+
+import logging
+
+from admet.hpo.storage import mask_url, open_storage
+
+__all__ = ["serve_dashboard"]
+
+logger = logging.getLogger(__name__)
+
+
+def serve_dashboard(storage_url: str | None, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve optuna-dashboard until interrupted."""
+    from optuna_dashboard import run_server
+
+    storage = open_storage(storage_url)
+    print(f"optuna-dashboard on http://{host}:{port} for {mask_url(storage.url)}", flush=True)
+    run_server(storage, host=host, port=port)

@@ -1,0 +1,230 @@
+"""The HPO objective: trial -> run config -> Chemprop ensemble -> cross-validated score.
+
+One :class:`Objective` lives per worker process; it loads (and featurises) the training
+data once, so trials and ensemble members reuse the graphs. Every trial builds its run
+config from the sampled parameters, trains the ensemble with the model code, reports the
+first member's per-epoch ``val/mae_macro`` so the pruner can stop poor trials early, and
+returns the objective value(s). Per-task CV metrics, sampler statistics, the curriculum
+phase history, wall time and the resolved config are stored as user attributes.
+
+Finished members are saved under a directory keyed by a hash of the resolved config, so
+the retry of a trial killed mid-way (same parameters) reloads them instead of training
+them again. The HPO reads only the training table, never a test split.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import shutil
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import optuna
+from lightning.pytorch.callbacks import Callback
+from optuna.trial import TrialState
+
+from admet.config import config_to_dict, load_config
+from admet.data import MultitaskDataset
+from admet.errors import ConfigError
+from admet.hpo.study_spec import StudySpec, suggest_params
+from admet.model.chemprop.config import EnsembleConfig
+from admet.model.chemprop.ensemble import ChempropEnsemble
+from admet.model.chemprop.mlflow_tracking import mask_uri
+from admet.model.chemprop.model import TrainingDivergedError
+from admet.model.chemprop.mpnn import MONITOR
+from admet.model.chemprop.training_data import load_training_data
+from admet.paths import home
+
+__all__ = ["BudgetTakenError", "Objective", "TrialPruningCallback", "config_hash", "worker_id"]
+
+logger = logging.getLogger(__name__)
+
+
+class BudgetTakenError(RuntimeError):
+    """Another worker started the last trial of the budget a moment before this one."""
+
+
+def worker_id() -> str:
+    import os
+
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def config_hash(cfg: EnsembleConfig) -> str:
+    payload = json.dumps(config_to_dict(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class TrialPruningCallback(Callback):
+    """Report a member's per-epoch validation metric to the trial and prune when told to.
+
+    Runs in ``on_validation_end``: the model logs ``val/mae_macro`` in its own
+    ``on_validation_epoch_end``, which Lightning calls after the callbacks' hook of the
+    same name, so reading it there would see the previous epoch's value."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
+        self.trial = trial
+        self.monitor = monitor
+        self.epochs = 0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        epoch = trainer.current_epoch
+        self.epochs = epoch + 1
+        self.trial.report(float(value), step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor}={float(value):.4f}")
+
+
+def _set_nested(cfg_dict: dict[str, Any], key: str, value: Any) -> None:
+    node = cfg_dict
+    *parents, last = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[last] = value
+
+
+class Objective:
+    """Callable objective for ``study.optimize``; see the module docstring."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        base: EnsembleConfig,
+        data: MultitaskDataset | None = None,
+        work_dir: Path | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.base = base
+        self.data = data if data is not None else load_training_data(base)
+        from admet.data import default_cache
+
+        default_cache(base.data.featurization_cache_dir).graphs(self.data.smiles)  # once per worker
+        self.work_dir = work_dir or home() / ".admet" / "hpo" / spec.name
+        self.progress = progress
+        self.worker = worker_id()
+        # Summed over this worker's trials, for benchmarks: epochs, time inside member
+        # training (Lightning fit), and time inside the ensemble call as a whole.
+        self.epochs_trained = 0
+        self.member_fit_seconds = 0.0
+        self.train_seconds = 0.0
+        counts = np.isfinite(self.data.Y).sum(0)
+        self.sparse_tasks = [base.data.target_cols[i] for i in np.argsort(counts)[:2]]
+
+    def build_config(self, params: dict[str, Any]) -> EnsembleConfig:
+        """The run config of a trial: the base config with the sampled values."""
+        tree = config_to_dict(self.base)
+        for key, value in params.items():
+            _set_nested(tree, key, value)
+        cfg = load_config(tree)
+        assert isinstance(cfg, EnsembleConfig)
+        return cfg
+
+    def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
+        start = time.perf_counter()
+        trial.set_user_attr("worker", self.worker)
+        self._check_budget(trial)
+        params = suggest_params(trial, self.spec, self.base)
+        if "joint_sampling.curriculum.phase_proportions" in params:
+            trial.set_user_attr("phase_proportions", params["joint_sampling.curriculum.phase_proportions"])
+        try:
+            cfg = self.build_config(params)
+        except ConfigError as exc:
+            trial.set_user_attr("fail_reason", f"invalid sampled config: {exc}")
+            raise
+        stored = config_to_dict(cfg)
+        if stored["mlflow"].get("tracking_uri"):
+            stored["mlflow"]["tracking_uri"] = mask_uri(stored["mlflow"]["tracking_uri"])
+        trial.set_user_attr("config", stored)
+        ckpt = self.work_dir / "members" / config_hash(cfg)
+        train_cfg = copy.deepcopy(cfg)
+        train_cfg.mlflow.enabled = False  # the study's mirror tracks trials, not members
+        pruning = TrialPruningCallback(trial)
+        train_start = time.perf_counter()
+        try:
+            ensemble = ChempropEnsemble(train_cfg).fit(
+                self.data,
+                # pruning needs the first member in this process (n_jobs == 1)
+                member_callbacks=(lambda m: [pruning] if m == 0 else [])
+                if train_cfg.ensemble.n_jobs == 1
+                else None,
+                checkpoint_dir=ckpt,
+                progress=self.progress,
+            )
+        except optuna.TrialPruned:
+            self.epochs_trained += pruning.epochs
+            self.train_seconds += time.perf_counter() - train_start
+            trial.set_user_attr("wall_seconds", time.perf_counter() - start)
+            trial.set_user_attr("epochs_trained", pruning.epochs)
+            raise
+        except TrainingDivergedError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        except MemoryError as exc:
+            trial.set_user_attr("fail_reason", f"out of memory: {exc}")
+            raise
+        self.train_seconds += time.perf_counter() - train_start
+        trained = [m for i, m in enumerate(ensemble.members) if i not in ensemble.reused_members]
+        epochs = sum(m.epochs_trained for m in trained)
+        self.member_fit_seconds += sum(m.fit_seconds for m in trained)
+        self.epochs_trained += epochs
+        values = self._record(trial, ensemble, start, epochs)
+        shutil.rmtree(ckpt, ignore_errors=True)  # the trial is stored; members were only for retries
+        return values[0] if len(values) == 1 else values
+
+    def _check_budget(self, trial: optuna.Trial) -> None:
+        """Close the race between two workers' budget checks: a trial started after the
+        budget is taken by earlier finished or running trials ends as FAIL, not counted."""
+        earlier = trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        )
+        if sum(t.number < trial.number for t in earlier) >= self.spec.n_trials:
+            trial.set_user_attr("fail_reason", "study budget already taken by other workers")
+            raise BudgetTakenError(f"trial {trial.number}: study budget already taken")
+
+    def _record(self, trial: optuna.Trial, ens: ChempropEnsemble, start: float, epochs: int) -> list[float]:
+        per_task: dict[str, dict[str, float]] = {}
+        for task in [*ens.task_names, "macro"]:
+            per_task[task] = {
+                k: float(np.nanmean([mv[task][k] for mv in ens.member_val_metrics]))
+                for k in ("mae", "rmse", "r2", "pearson_r", "spearman_rho")
+            }
+        sparse = float(np.mean([per_task[t]["mae"] for t in self.sparse_tasks]))
+        trial.set_user_attr("cv_metrics", _finite(per_task))
+        trial.set_user_attr("sparse_tasks", self.sparse_tasks)
+        trial.set_user_attr("member_scores", [mv["macro"]["mae"] for mv in ens.member_val_metrics])
+        trial.set_user_attr("reused_members", ens.reused_members)
+        trial.set_user_attr("epochs_trained", epochs)
+        last_stats = ens.members[0].sampler_history[-1] if ens.members[0].sampler_history else {}
+        trial.set_user_attr("sampler_stats", _finite(last_stats))
+        trial.set_user_attr(
+            "curriculum_history", [[list(h) for h in m.curriculum_history] for m in ens.members]
+        )
+        trial.set_user_attr("wall_seconds", time.perf_counter() - start)
+        objectives = {"cv_mae_macro": float(ens.cv_score), "sparse_tasks_mae": sparse}
+        return [objectives[name] for name in self.spec.objectives]
+
+
+def _finite(tree: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (Optuna stores user attributes as JSON)."""
+    if isinstance(tree, dict):
+        return {k: _finite(v) for k, v in tree.items()}
+    if isinstance(tree, float):
+        return tree if math.isfinite(tree) else None
+    if isinstance(tree, np.generic):
+        return _finite(tree.item())
+    return tree

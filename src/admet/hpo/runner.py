@@ -1,0 +1,184 @@
+"""Run one HPO worker against a shared study until the study-wide budget is spent.
+
+The budget ``n_trials`` counts finished trials (COMPLETE or PRUNED) over all workers.
+A worker runs one trial at a time and re-checks the budget in between, so the overshoot
+is at most the number of workers that were mid-trial. A worker that finds the budget
+taken only by RUNNING trials waits (heartbeat interval) for them to finish or go stale:
+a stale trial is marked FAIL by Optuna's heartbeat machinery, re-enqueued with the same
+parameters by ``RetryFailedTrialCallback``, and then picked up by a waiting worker.
+
+Each worker registers in the study's user attributes and gets the next worker index; its
+TPE sampler is seeded with ``seed + index``, so parallel workers explore differently while
+a lone worker with a fixed seed is reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import optuna
+import torch
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from admet.errors import AdmetError, ConfigError, DataError
+from admet.hpo.mlflow_mirror import MlflowMirror
+from admet.hpo.objective import BudgetTakenError, Objective, worker_id
+from admet.hpo.storage import mask_url, open_storage, resolve_storage_url
+from admet.hpo.study_spec import StudySpec
+from admet.model.chemprop.model import TrainingDivergedError
+
+__all__ = ["WorkerResult", "budget", "create_or_load_study", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_CONSECUTIVE_FAILURES = 5
+CATCH = (BudgetTakenError, TrainingDivergedError, ConfigError, DataError, MemoryError, torch.OutOfMemoryError)
+
+
+@dataclass
+class WorkerResult:
+    """What one worker did."""
+
+    trials_run: int
+    finished_in_study: int
+    already_complete: bool
+    worker_index: int
+
+
+def create_or_load_study(
+    spec: StudySpec, storage_url: str | None = None, worker_index: int = 0, with_heartbeat: bool = True
+) -> optuna.Study:
+    """The study on its storage, created on first use (``load_if_exists``)."""
+    storage = open_storage(
+        storage_url,
+        heartbeat_interval=spec.heartbeat_interval if with_heartbeat else None,
+        grace_period=spec.grace_period,
+        max_retry=spec.max_retry,
+    )
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=spec.make_sampler(worker_index),
+        pruner=spec.make_pruner(),
+        directions=spec.directions,
+        load_if_exists=True,
+    )
+    wanted = [optuna.study.StudyDirection[d.upper()] for d in spec.directions]
+    if list(study.directions) != wanted:
+        raise ConfigError(
+            f"study {spec.name!r} in the storage has directions "
+            f"{[d.name.lower() for d in study.directions]} but the definition asks for "
+            f"{spec.directions}; use a new study name for a different objective"
+        )
+    if study.metric_names is None:
+        study.set_metric_names(list(spec.objectives))
+    return study
+
+
+def budget(study: optuna.Study) -> dict[str, int]:
+    """Trial counts by state."""
+    counts = {state.name: 0 for state in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] += 1
+    counts["FINISHED"] = counts["COMPLETE"] + counts["PRUNED"]
+    return counts
+
+
+def _register_worker(study: optuna.Study) -> int:
+    """Next free worker index, recorded in the study (``worker:<index>`` -> worker id).
+
+    Two workers starting together may pick the same index; both write it, re-read it, and
+    the one whose id did not stick moves on to the next index."""
+    me = worker_id()
+    index = 0
+    while True:
+        attrs = study.user_attrs
+        if attrs.get(f"worker:{index}") not in (None, me):
+            index += 1
+            continue
+        study.set_user_attr(f"worker:{index}", me)
+        time.sleep(random.uniform(0.05, 0.3))
+        if study.user_attrs.get(f"worker:{index}") == me:
+            return index
+        index += 1
+
+
+def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    value = "" if trial.values is None else " value=" + ", ".join(f"{v:.4f}" for v in trial.values)
+    extra = f" reason={trial.user_attrs['fail_reason']}" if "fail_reason" in trial.user_attrs else ""
+    logger.info(
+        "trial %d %s%s%s (%.0f s)",
+        trial.number,
+        trial.state.name,
+        value,
+        extra,
+        trial.user_attrs.get("wall_seconds", 0.0),
+    )
+
+
+def run_worker(
+    spec: StudySpec,
+    storage_url: str | None = None,
+    mlflow_enabled: bool = True,
+    mlflow_tracking_uri: str | None = None,
+    worker_index: int | None = None,
+    progress: bool = True,
+    objective: Objective | None = None,
+) -> WorkerResult:
+    """Run trials until ``spec.n_trials`` trials of the study are finished."""
+    url = resolve_storage_url(storage_url)
+    probe = create_or_load_study(spec, url, 0)
+    if budget(probe)["FINISHED"] >= spec.n_trials:
+        return WorkerResult(0, budget(probe)["FINISHED"], True, -1)
+    index = _register_worker(probe) if worker_index is None else worker_index
+    probe.set_user_attr("n_trials", spec.n_trials)  # the budget `status` reports
+    study = create_or_load_study(spec, url, index)
+    logger.info(
+        "worker %s (index %d, sampler seed %d) on study %r at %s",
+        worker_id(),
+        index,
+        spec.seed + index,
+        spec.name,
+        mask_url(url),
+    )
+    base = spec.base_run_config()
+    objective = objective or Objective(spec, base, progress=False)
+    callbacks: list = [_log_trial]
+    if mlflow_enabled and base.mlflow.enabled:
+        callbacks.append(MlflowMirror(spec.name, mlflow_tracking_uri or base.mlflow.tracking_uri, url))
+    ran = 0
+    bar = tqdm(
+        total=spec.n_trials,
+        desc=f"{spec.name} [worker {index}]",
+        unit="trial",
+        disable=not progress,
+        initial=budget(study)["FINISHED"],
+    )
+    while True:
+        fail_stale_trials(study)
+        counts = budget(study)
+        bar.n = min(counts["FINISHED"], spec.n_trials)
+        bar.refresh()
+        if counts["FINISHED"] >= spec.n_trials:
+            break
+        if counts["FINISHED"] + counts["RUNNING"] >= spec.n_trials and counts["WAITING"] == 0:
+            time.sleep(max(1, min(spec.heartbeat_interval, 10)))  # let running trials end
+            continue
+        study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
+        ran += 1
+        mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == objective.worker]
+        recent = mine[-MAX_CONSECUTIVE_FAILURES:]
+        if len(recent) == MAX_CONSECUTIVE_FAILURES and all(t.state == TrialState.FAIL for t in recent):
+            reason = recent[-1].user_attrs.get("fail_reason", "see the log")
+            raise AdmetError(
+                f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed on this worker (last: {reason}); "
+                "stopping instead of failing forever"
+            )
+    bar.close()
+    return WorkerResult(ran, budget(study)["FINISHED"], False, index)

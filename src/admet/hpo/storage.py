@@ -1,0 +1,182 @@
+"""Study storage: which database, Optuna's RDBStorage with heartbeat and retry, and
+surviving a database restart.
+
+The URL comes from ``--storage``, then ``ADMET_HPO_STORAGE``, then the embedded default
+``sqlite:///<working dir>/admet-studies.db``. For PostgreSQL the password belongs in the
+URL from the environment (or ``~/.pgpass``); it is never printed or logged: every message
+uses :func:`mask_url`.
+
+:class:`ResilientRDBStorage` is Optuna's ``RDBStorage`` whose calls are retried with
+exponential backoff when the database connection is lost (PostgreSQL restarted, network
+blip); with ``pool_pre_ping`` the next attempt gets a fresh connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
+
+from admet.errors import StorageError
+from admet.paths import home
+from admet.redact import mask_url
+
+__all__ = ["ResilientRDBStorage", "default_storage_url", "mask_url", "open_storage", "resolve_storage_url"]
+
+logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DB_NAME = "admet-studies.db"
+RETRY_SECONDS = 120.0
+
+
+def default_storage_url() -> str:
+    return f"sqlite:///{home() / DEFAULT_DB_NAME}"
+
+
+def resolve_storage_url(explicit: str | None = None) -> str:
+    """``--storage``, then ``ADMET_HPO_STORAGE``, then the embedded SQLite file."""
+    return explicit or os.environ.get("ADMET_HPO_STORAGE") or default_storage_url()
+
+
+def _where(url: str) -> str:
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return mask_url(url)
+    if u.get_backend_name() == "sqlite":
+        return f"SQLite file {u.database}"
+    return f"{u.get_backend_name()} at {u.host or 'localhost'}:{u.port or 'default port'}/{u.database}"
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc).lower()
+        return any(
+            s in text
+            for s in (
+                "connection",
+                "server closed",
+                "terminating",
+                "could not connect",
+                "database system is",
+                "shutting down",
+                "eof",
+            )
+        )
+    return False
+
+
+def _retrying(method: F, budget: float) -> F:
+    @functools.wraps(method)
+    def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        delay, waited = 0.5, 0.0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+                # Optuna wraps driver errors of its scoped sessions in StorageInternalError.
+                cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
+                if cause is None or not _is_connection_error(cause) or waited >= budget:
+                    raise
+                logger.warning(
+                    "lost the study database connection (%s); retrying in %.1f s",
+                    _where(self.url),
+                    delay,
+                )
+                self.engine.dispose()
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 10.0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ResilientRDBStorage(RDBStorage):
+    """``RDBStorage`` that retries calls for up to ``RETRY_SECONDS`` when the database
+    connection drops, so a worker survives a database restart."""
+
+
+_RETRIED = [
+    name
+    for name, value in vars(RDBStorage).items()
+    if callable(value)
+    and not name.startswith("__")
+    and name not in ("_set_default_engine_kwargs_for_mysql",)
+    and not isinstance(value, (staticmethod, classmethod))
+]
+for _name in _RETRIED:
+    setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name), RETRY_SECONDS))
+
+
+def open_storage(
+    url: str | None = None,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    max_retry: int = 2,
+) -> ResilientRDBStorage:
+    """An RDB storage for ``url`` (resolved), with heartbeat and stale-trial retry.
+
+    Raises:
+        StorageError: the database cannot be reached or used; the message names the host
+            (never the password).
+    """
+    url = resolve_storage_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError, NoSuchModuleError):
+        raise StorageError(f"invalid storage URL {mask_url(url)!r}") from None
+    engine_kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval:
+        kwargs.update(
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+        )
+    try:
+        if backend != "sqlite":
+            probe = sqlalchemy.create_engine(url, **engine_kwargs)
+            try:
+                with probe.connect() as conn:
+                    conn.execute(sqlalchemy.text("select 1"))
+            finally:
+                probe.dispose()
+        for attempt in range(5):
+            try:
+                return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            except (IntegrityError, ProgrammingError):
+                # Two workers creating the schema of a fresh database at the same moment:
+                # the loser finds the tables on the next attempt.
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 + attempt)
+        raise AssertionError("unreachable")
+    except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+        reason = reason.replace(make_url(url).password or "\0", "***")
+        raise StorageError(f"cannot use the study storage ({_where(url)}): {reason}") from None
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
+        raise StorageError(f"no database driver for {mask_url(url)!r}: {exc}") from None

@@ -37,7 +37,7 @@ TINY = [
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "ADMET_HOME": str(home), "OMP_NUM_THREADS": "1", **extra}
+    env = {**os.environ, "ADMET_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **extra}
     env.pop("ADMET_HPO_STORAGE", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
@@ -194,7 +194,10 @@ def _wait_for(
             tail = log.read_text()[-3000:] if log is not None else ""
             raise AssertionError(f"worker exited ({worker.returncode}) before {what}:\n{tail}")
         time.sleep(0.5)
-    tail = log.read_text()[-3000:] if log is not None else ""
+    if worker is not None:  # faulthandler (PYTHONFAULTHANDLER) dumps every thread's stack
+        worker.send_signal(signal.SIGABRT)
+        worker.wait(timeout=30)
+    tail = log.read_text()[-6000:] if log is not None else ""
     raise AssertionError(f"timed out waiting for {what}:\n{tail}")
 
 

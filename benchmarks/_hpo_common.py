@@ -11,7 +11,7 @@ warnings.filterwarnings("ignore")
 
 
 def small_spec(
-    n_trials: int, extra: list[str] | None = None, max_molecules: int = 600, epochs: int = 6
+    n_trials: int, extra: list[str] | None = None, max_molecules: int | None = 600, epochs: int = 6
 ) -> StudySpec:
     folder = ensure_prepared()
     return load_study_spec(
@@ -19,7 +19,7 @@ def small_spec(
         [
             f"n_trials={n_trials}",
             f"data.train_file={folder / 'train.csv'}",
-            f"data.max_molecules={max_molecules}",
+            f"data.max_molecules={'null' if max_molecules is None else max_molecules}",
             f"optimization.max_epochs={epochs}",
             "optimization.patience=100",
             "ensemble.n_members=2",

@@ -112,6 +112,8 @@ def test_tiny_study_end_to_end_on_embedded_sqlite(synthetic_csv, tmp_path):
     assert set(done.user_attrs["cv_metrics"]) == {"logP", "TPSA", "MW", "macro"}
     assert done.value == pytest.approx(done.user_attrs["cv_metrics"]["macro"]["mae"])
     assert len(done.intermediate_values) >= 1
+    # the base config keeps the graphs on disk, so a later worker does not featurise again
+    assert list((tmp_path / ".admet" / "featurization").glob("molgraphs-*.npz"))
 
     status = hpo(tmp_path, "status")
     assert status.returncode == 0 and "COMPLETE" in status.stdout and "best value" in status.stdout

@@ -118,9 +118,11 @@ class Objective:
         self.progress = progress
         self.worker = worker_id()
         # Summed over this worker's trials, for benchmarks: epochs, time inside member
-        # training (Lightning fit), and time inside the ensemble call as a whole.
+        # training (Lightning fit), scoring the members on their folds, and inside the
+        # ensemble call as a whole.
         self.epochs_trained = 0
         self.member_fit_seconds = 0.0
+        self.evaluation_seconds = 0.0
         self.train_seconds = 0.0
         counts = np.isfinite(self.data.Y).sum(0)
         self.sparse_tasks = [base.data.target_cols[i] for i in np.argsort(counts)[:2]]
@@ -181,6 +183,7 @@ class Objective:
         trained = [m for i, m in enumerate(ensemble.members) if i not in ensemble.reused_members]
         epochs = sum(m.epochs_trained for m in trained)
         self.member_fit_seconds += sum(m.fit_seconds for m in trained)
+        self.evaluation_seconds += ensemble.evaluation_seconds
         self.epochs_trained += epochs
         values = self._record(trial, ensemble, start, epochs)
         shutil.rmtree(ckpt, ignore_errors=True)  # the trial is stored; members were only for retries

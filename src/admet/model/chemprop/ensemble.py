@@ -56,7 +56,8 @@ class ChempropEnsemble:
 
     After :meth:`fit`: ``members``, ``member_val_metrics`` (each member on its own fold),
     ``cv_score`` (mean fold macro MAE), ``oof_predictions`` (out-of-fold predictions),
-    ``reused_members`` (indices loaded from ``checkpoint_dir``) and ``fit_seconds``.
+    ``reused_members`` (indices loaded from ``checkpoint_dir``), ``fit_seconds`` and
+    ``evaluation_seconds`` (the part of it spent predicting and scoring the folds).
     """
 
     def __init__(self, config: EnsembleConfig) -> None:
@@ -70,6 +71,7 @@ class ChempropEnsemble:
         self.oof_predictions: pd.DataFrame | None = None
         self.reused_members: list[int] = []
         self.fit_seconds = 0.0
+        self.evaluation_seconds = 0.0
         self.mlflow_run_id: str | None = None
 
     @classmethod
@@ -142,6 +144,7 @@ class ChempropEnsemble:
         ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
         members: list[ChempropModel | None] = [None] * n
         self.reused_members = []
+        self.evaluation_seconds = 0.0
         for m in range(n):
             reused = self._reuse(ckpt, m)
             if reused is not None:
@@ -158,8 +161,10 @@ class ChempropEnsemble:
         def finish(m: int, model: ChempropModel, child: str | None) -> None:
             members[m] = model
             rows = np.flatnonzero(assignment == m)
+            t0 = time.perf_counter()
             oof[rows] = model.predict_array([dataset.smiles[i] for i in rows])
             metrics = fold_metrics[m] = regression_metrics(dataset.Y[rows], oof[rows], self.task_names)
+            self.evaluation_seconds += time.perf_counter() - t0
             self._log_member(tracker, child, m, model, metrics)
             if on_member_done is not None:
                 on_member_done(m, model, metrics)

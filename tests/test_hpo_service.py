@@ -54,18 +54,26 @@ def hpo(home: Path, *args: str, timeout: int = 600, **env: str) -> subprocess.Co
     )
 
 
-def spawn(home: Path, *args: str, log: Path | None = None) -> subprocess.Popen[str]:
-    """Start ``python -m admet.hpo ARGS`` in the background; with ``log`` its output goes
-    to that file (for a process that is killed rather than read), else to pipes."""
-    out = subprocess.PIPE if log is None else log.open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "admet.hpo", *args],
-        env=_env(home),
-        cwd=home,
-        stdout=out,
-        stderr=out,
-        text=True,
-    )
+def spawn(home: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``python -m admet.hpo ARGS`` in the background, its output going to a new file
+    ``proc.log`` in ``home``: a pipe that nobody reads while the test waits could fill up
+    and block the worker."""
+    log = home / f"spawn-{len(list(home.glob('spawn-*.log')))}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "admet.hpo", *args],
+            env=_env(home),
+            cwd=home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def _tail(proc: subprocess.Popen, chars: int = 4000) -> str:
+    return proc.log.read_text()[-chars:]  # type: ignore[attr-defined]
 
 
 def run_args(csv: Path, storage: str | None, *extra: str) -> list[str]:
@@ -168,8 +176,9 @@ def test_tiny_study_on_postgres_and_budget_extension(synthetic_csv, tmp_path, pg
 def test_two_workers_share_the_budget_exactly(synthetic_csv, tmp_path, pg_storage):
     args = run_args(synthetic_csv, pg_storage, "n_trials=4", "mlflow.enabled=false")
     procs = [spawn(tmp_path, *args) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
+    for p in procs:
+        p.wait(timeout=600)
+    assert all(p.returncode == 0 for p in procs), [_tail(p) for p in procs]
     study = _load(pg_storage)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 4
@@ -180,11 +189,9 @@ def test_two_workers_share_the_budget_exactly(synthetic_csv, tmp_path, pg_storag
     assert {k for k in study.user_attrs if k.startswith("worker:")} == {"worker:0", "worker:1"}
 
 
-def _wait_for(
-    predicate, timeout: float, what: str, worker: subprocess.Popen | None = None, log: Path | None = None
-) -> None:
-    """Poll ``predicate`` until it holds; fail at once if ``worker`` exits first, with the
-    tail of its ``log``."""
+def _wait_for(predicate, timeout: float, what: str, worker: subprocess.Popen | None = None) -> None:
+    """Poll ``predicate`` until it holds; fail at once if ``worker`` exits first, and on a
+    timeout dump the worker's thread stacks (faulthandler) into the failure message."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -193,14 +200,13 @@ def _wait_for(
         except KeyError:  # the study does not exist yet
             pass
         if worker is not None and worker.poll() is not None:
-            tail = log.read_text()[-3000:] if log is not None else ""
-            raise AssertionError(f"worker exited ({worker.returncode}) before {what}:\n{tail}")
+            raise AssertionError(f"worker exited ({worker.returncode}) before {what}:\n{_tail(worker)}")
         time.sleep(0.5)
-    if worker is not None:  # faulthandler (PYTHONFAULTHANDLER) dumps every thread's stack
-        worker.send_signal(signal.SIGABRT)
-        worker.wait(timeout=30)
-    tail = log.read_text()[-6000:] if log is not None else ""
-    raise AssertionError(f"timed out waiting for {what}:\n{tail}")
+    if worker is None:
+        raise AssertionError(f"timed out waiting for {what}")
+    worker.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER=1: every thread's stack
+    worker.wait(timeout=30)
+    raise AssertionError(f"timed out waiting for {what}:\n{_tail(worker, 8000)}")
 
 
 def test_killed_worker_trial_is_retried_with_same_params_reusing_members(synthetic_csv, tmp_path, pg_storage):
@@ -212,12 +218,11 @@ def test_killed_worker_trial_is_retried_with_same_params_reusing_members(synthet
         "n_trials=2",
     ]
     args = run_args(synthetic_csv, pg_storage, *slow)
-    log = tmp_path / "worker.log"
-    worker = spawn(tmp_path, *args, log=log)
+    worker = spawn(tmp_path, *args)
     members = tmp_path / ".admet" / "hpo" / "joint_sampling" / "members"
     try:
         _wait_for(
-            lambda: any(members.glob("*/member_0/training.json")), 300, "a finished first member", worker, log
+            lambda: any(members.glob("*/member_0/training.json")), 300, "a finished first member", worker
         )
     finally:
         worker.send_signal(signal.SIGKILL)
@@ -245,7 +250,7 @@ def test_worker_survives_postgres_restart(synthetic_csv, tmp_path, pg_storage):
         synthetic_csv, pg_storage, "n_trials=3", "mlflow.enabled=false", "optimization.max_epochs=4"
     )
     worker = spawn(tmp_path, *args)
-    _wait_for(lambda: len(_load(pg_storage).trials) >= 1, 120, "the first trial")
+    _wait_for(lambda: len(_load(pg_storage).trials) >= 1, 120, "the first trial", worker)
     version = sorted(os.listdir("/etc/postgresql"))[0]
     restart = subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
@@ -254,8 +259,8 @@ def test_worker_survives_postgres_restart(synthetic_csv, tmp_path, pg_storage):
         timeout=120,
     )
     assert restart.returncode == 0, restart.stderr
-    _out, err = worker.communicate(timeout=600)
-    assert worker.returncode == 0, err[-2000:]
+    worker.wait(timeout=600)
+    assert worker.returncode == 0, _tail(worker)
     counts = _states(_load(pg_storage))
     assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 3
 
@@ -304,7 +309,7 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path):
             except OSError:
                 return False
 
-        _wait_for(answers, 60, "optuna-dashboard")
+        _wait_for(answers, 60, "optuna-dashboard", proc)
         studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
         assert [s["study_name"] for s in studies] == ["joint_sampling"]
         detail = json.load(

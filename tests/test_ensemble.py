@@ -54,6 +54,9 @@ def test_prediction_is_member_mean_with_std(fitted):
     stack = np.stack([m.predict_array(smiles) for m in ens.members])
     np.testing.assert_allclose(out[["logP", "TPSA", "MW"]].to_numpy(), stack.mean(0))
     np.testing.assert_allclose(out["logP_std"].to_numpy(), stack[:, :, 0].std(0))
+    # out-of-fold scoring skips the second parse of dataset (canonical) SMILES, same numbers
+    canon = ["Oc1ccccc1", "Cc1ccccc1"]
+    np.testing.assert_array_equal(ens.members[0].predict_canonical(canon), stack[0])
 
 
 def test_save_load_round_trip(fitted, tmp_path):

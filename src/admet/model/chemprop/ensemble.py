@@ -162,7 +162,7 @@ class ChempropEnsemble:
             members[m] = model
             rows = np.flatnonzero(assignment == m)
             t0 = time.perf_counter()
-            oof[rows] = model.predict_array([dataset.smiles[i] for i in rows])
+            oof[rows] = model.predict_canonical([dataset.smiles[i] for i in rows])
             metrics = fold_metrics[m] = regression_metrics(dataset.Y[rows], oof[rows], self.task_names)
             self.evaluation_seconds += time.perf_counter() - t0
             self._log_member(tracker, child, m, model, metrics)

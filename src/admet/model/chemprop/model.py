@@ -290,16 +290,22 @@ class ChempropModel:
 
     def predict_array(self, smiles: Sequence[str]) -> np.ndarray:
         """Predictions in original units, shape (len(smiles), n_tasks)."""
-        mpnn = self._require_trained()
+        self._require_trained()
         canon = []
         for i, s in enumerate(smiles):
             c = canonical_smiles(s)
             if c is None:
                 raise DataError(f"row {i + 1}: cannot parse SMILES {s!r}")
             canon.append(c)
-        if not canon:
+        return self.predict_canonical(canon)
+
+    def predict_canonical(self, smiles: Sequence[str]) -> np.ndarray:
+        """:meth:`predict_array` for SMILES that are already RDKit-canonical (those of a
+        :class:`MultitaskDataset`), skipping the second parse."""
+        mpnn = self._require_trained()
+        if not smiles:
             return np.empty((0, len(self.task_names)))
-        ds = build_molecule_dataset(canon, None, self.cache)
+        ds = build_molecule_dataset(smiles, None, self.cache)
         loader = build_dataloader(ds, PREDICT_BATCH_SIZE, shuffle=False, drop_last=False)
         mpnn.eval()
         out = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 from admet.data.fang2023 import ensure_prepared
-from admet.hpo.study_spec import StudySpec, load_study_spec
+from admet.hpo.spec import StudySpec, load_study_spec
 
 warnings.filterwarnings("ignore")
 

@@ -15,10 +15,10 @@ import warnings
 from admet.config import load_config
 from admet.data import featurize
 from admet.data.fang2023 import ensure_prepared
-from admet.model.chemprop import ensemble as ensemble_module
-from admet.model.chemprop import model as model_module
-from admet.model.chemprop.ensemble import ChempropEnsemble
-from admet.model.chemprop.training_data import load_training_data
+from admet.data.training import load_training_data
+from admet.model import ensemble as ensemble_module
+from admet.model import model as model_module
+from admet.model.ensemble import ChempropEnsemble
 
 warnings.filterwarnings("ignore")
 

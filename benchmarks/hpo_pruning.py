@@ -15,8 +15,9 @@ from pathlib import Path
 
 from _hpo_common import small_spec
 
+from admet.hpo.budget import budget
 from admet.hpo.objective import Objective
-from admet.hpo.runner import budget, create_or_load_study, run_worker
+from admet.hpo.runner import create_or_load_study, run_worker
 
 
 def run(pruner: str, trials: int, tmp: Path) -> tuple[int, float, float, int]:

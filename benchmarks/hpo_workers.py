@@ -17,7 +17,7 @@ import time
 import sqlalchemy
 
 from admet.data.fang2023 import ensure_prepared
-from admet.hpo.storage import mask_url
+from admet.redact import mask_url
 
 
 def reset(url: str) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from admet.model.chemprop import CurriculumState, JointSampler
+from admet.sampling import CurriculumState, JointSampler
 
 T = 10
 

@@ -27,8 +27,8 @@ from chemprop.models import MPNN
 from admet.config import load_config
 from admet.data import build_molecule_dataset, default_cache
 from admet.data.fang2023 import ensure_prepared
-from admet.model.chemprop.model import ChempropModel
-from admet.model.chemprop.training_data import holdout_split, load_training_data
+from admet.data.training import holdout_split, load_training_data
+from admet.model.model import ChempropModel
 
 warnings.filterwarnings("ignore")
 

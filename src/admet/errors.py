@@ -1,6 +1,8 @@
 """User-facing error types and the command-line error boundary.
 
-Every error a user can cause with bad input derives from :class:`AdmetError`. The CLI
+Every error a user can cause with bad input derives from :class:`AdmetError`; the two
+runtime outcomes a study records as a failed trial (:class:`TrainingDivergedError`,
+:class:`BudgetTakenError`) live here too, so that every layer can name them. The CLI
 entry points wrap their work in :func:`cli_errors`, which turns such an error into one
 line on stderr and exit code 2, without a traceback.
 """
@@ -12,7 +14,15 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["AdmetError", "ConfigError", "DataError", "StorageError", "cli_errors"]
+__all__ = [
+    "AdmetError",
+    "BudgetTakenError",
+    "ConfigError",
+    "DataError",
+    "StorageError",
+    "TrainingDivergedError",
+    "cli_errors",
+]
 
 F = TypeVar("F", bound=Callable[..., int])
 
@@ -33,6 +43,15 @@ class ConfigError(AdmetError, ValueError):
 
 class StorageError(AdmetError):
     """A study storage that cannot be reached or used (the message never holds a password)."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced no finite validation metric (NaN/inf loss): the trial fails, the
+    study goes on."""
+
+
+class BudgetTakenError(RuntimeError):
+    """Another worker started the last trial of the study's budget a moment before this one."""
 
 
 def cli_errors(func: F) -> F:

@@ -28,13 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from admet.config import config_to_dict, load_config
-from admet.data import fang2023
+from admet.config import EnsembleConfig, config_to_dict, load_config
+from admet.data import fang2023, load_training_data
 from admet.errors import ConfigError, DataError
-from admet.model.chemprop.config import EnsembleConfig
-from admet.model.chemprop.ensemble import ChempropEnsemble
-from admet.model.chemprop.metrics import task_metrics
-from admet.model.chemprop.training_data import load_training_data
+from admet.model import ChempropEnsemble, task_metrics
 from admet.paths import home, raw_dataset_dir
 
 __all__ = ["PROTOCOLS", "VARIANTS", "BenchmarkResult", "paper_table", "run_benchmark"]

@@ -23,13 +23,14 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from admet.errors import ConfigError
-from admet.model.chemprop.config import (
+from admet.config.phases import CurriculumPhaseConfig
+from admet.config.schema import (
     COMPOSITION_MODES,
     ChempropConfig,
     EnsembleConfig,
     schema_for,
 )
+from admet.errors import ConfigError
 
 __all__ = [
     "apply_legacy",
@@ -250,8 +251,6 @@ def _validate(cfg: ChempropConfig) -> None:
             )
         if not cur.qualities:
             raise ConfigError("joint_sampling.curriculum.qualities must list at least one quality")
-        from admet.model.chemprop.curriculum import CurriculumPhaseConfig
-
         try:
             CurriculumPhaseConfig(
                 phase_proportions=None if cur.phase_proportions is None else dict(cur.phase_proportions),
@@ -331,6 +330,18 @@ def load_config(
     Raises:
         ConfigError: unreadable file, unknown key (with a suggestion), a wrong type, a
             conflict between legacy and new keys, or an invalid combination.
+
+    Example:
+        >>> cfg = load_config({"ensemble": {"n_members": 3}}, ["joint_sampling.enabled=true"])
+        >>> type(cfg).__name__, cfg.ensemble.n_members, cfg.joint_sampling.task_oversampling.alpha
+        ('EnsembleConfig', 3, 0.5)
+        >>> load_config({}, ["model.dpeth=4"])
+        Traceback (most recent call last):
+        ...
+        admet.errors.ConfigError: unknown config key 'model.dpeth'; did you mean 'model.depth'? ...
+
+        A file of the original project (``optimization.task_sampling_alpha``, a top-level
+        ``curriculum:``) loads too, with a DeprecationWarning, mapped onto ``joint_sampling``.
     """
     if isinstance(source, ChempropConfig):
         raw = config_to_dict(source)

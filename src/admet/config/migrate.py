@@ -20,8 +20,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from admet.config.loader import _schema_keys, apply_legacy, load_config
+from admet.config.schema import schema_for
 from admet.errors import ConfigError
-from admet.model.chemprop.config import schema_for
 
 __all__ = ["MigrationResult", "iter_config_files", "migrate_file", "migrate_paths"]
 

@@ -1,8 +1,16 @@
-"""Data layer: validated multi-task tables, benchmark preparation, CV folds, featurisation."""
+"""Data layer: validated multi-task tables, benchmark preparation, CV folds, featurisation,
+and turning a run config's ``data`` section into training data."""
 
 from admet.data.dataset import LoadReport, MultitaskDataset, canonical_smiles, load_multitask_csv
-from admet.data.featurize import FeaturizationCache, build_molecule_dataset, default_cache
+from admet.data.featurize import (
+    FeaturizationCache,
+    build_molecule_dataset,
+    default_cache,
+    pack_graphs,
+    unpack_graphs,
+)
 from admet.data.splits import fold_assignment, murcko_scaffold, random_kfold, scaffold_kfold
+from admet.data.training import holdout_split, load_training_data, resolve_path
 
 __all__ = [
     "FeaturizationCache",
@@ -12,8 +20,13 @@ __all__ = [
     "canonical_smiles",
     "default_cache",
     "fold_assignment",
+    "holdout_split",
     "load_multitask_csv",
+    "load_training_data",
     "murcko_scaffold",
+    "pack_graphs",
     "random_kfold",
+    "resolve_path",
     "scaffold_kfold",
+    "unpack_graphs",
 ]

@@ -24,7 +24,14 @@ from chemprop.featurizers import SimpleMoleculeMolGraphFeaturizer
 from chemprop.featurizers.molgraph.cache import MolGraphCacheFacade
 from rdkit import Chem
 
-__all__ = ["FeaturizationCache", "PrecomputedMolGraphs", "build_molecule_dataset", "default_cache"]
+__all__ = [
+    "FeaturizationCache",
+    "PrecomputedMolGraphs",
+    "build_molecule_dataset",
+    "default_cache",
+    "pack_graphs",
+    "unpack_graphs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +132,7 @@ class FeaturizationCache:
             gc_was_enabled = gc.isenabled()
             gc.disable()
             try:
-                self._graphs.update(_unpack(np.load(path, allow_pickle=False)))
+                self._graphs.update(unpack_graphs(np.load(path, allow_pickle=False)))
             finally:
                 if gc_was_enabled:
                     gc.enable()
@@ -138,11 +145,11 @@ class FeaturizationCache:
         unique = list(dict.fromkeys(smiles))
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **_pack(unique, [self._graphs[s] for s in unique]))
+            np.savez(fh, **pack_graphs(unique, [self._graphs[s] for s in unique]))
         os.replace(tmp, path)
 
 
-def _pack(smiles: list[str], graphs: list[MolGraph]) -> dict[str, np.ndarray]:
+def pack_graphs(smiles: list[str], graphs: list[MolGraph]) -> dict[str, np.ndarray]:
     """Concatenate many graphs into a few flat arrays: loading them back is a handful of
     array reads and slices instead of unpickling thousands of small objects."""
     n_atoms = np.array([len(g.V) for g in graphs])
@@ -158,7 +165,7 @@ def _pack(smiles: list[str], graphs: list[MolGraph]) -> dict[str, np.ndarray]:
     }
 
 
-def _unpack(packed: Mapping[str, np.ndarray]) -> dict[str, MolGraph]:
+def unpack_graphs(packed: Mapping[str, np.ndarray]) -> dict[str, MolGraph]:
     atoms = np.concatenate([[0], np.cumsum(packed["n_atoms"])])
     bonds = np.concatenate([[0], np.cumsum(packed["n_bonds"])])
     V, E = packed["V"], packed["E"]

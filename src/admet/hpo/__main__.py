@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_study(args: argparse.Namespace):
     import optuna
 
-    from admet.hpo.storage import mask_url, open_storage, resolve_storage_url
-    from admet.hpo.study_spec import load_study_spec
+    from admet.hpo.spec import load_study_spec
+    from admet.hpo.storage import open_storage, resolve_storage_url
+    from admet.redact import mask_url
 
     spec = load_study_spec(args.study)
     url = resolve_storage_url(args.storage)
@@ -83,10 +84,10 @@ def _load_study(args: argparse.Namespace):
 
 def _run(args: argparse.Namespace) -> int:
     from admet.data import fang2023
+    from admet.data.training import resolve_path
     from admet.hpo.runner import run_worker
+    from admet.hpo.spec import load_study_spec
     from admet.hpo.storage import open_storage
-    from admet.hpo.study_spec import load_study_spec
-    from admet.model.chemprop.training_data import resolve_path
 
     spec = load_study_spec(args.study, args.overrides)
     base = spec.base_run_config()
@@ -180,12 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for noisy in (
-        "admet.model.chemprop.joint_sampler",
+        "admet.sampling.joint",
         "alembic",
         "mlflow",
         "lightning",
         "lightning.pytorch",
-        "admet.model.chemprop.curriculum",
+        "admet.sampling.curriculum",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import optuna

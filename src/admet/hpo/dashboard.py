@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from admet.hpo.storage import mask_url, open_storage
+from admet.hpo.storage import open_storage
+from admet.redact import mask_url
 
 __all__ = ["serve_dashboard"]
 

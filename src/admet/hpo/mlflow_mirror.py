@@ -20,7 +20,8 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from admet.model.chemprop.mlflow_tracking import RunTracker, mask_uri
+from admet.redact import mask_url
+from admet.tracking import RunTracker
 
 __all__ = ["MlflowMirror"]
 
@@ -39,7 +40,7 @@ class MlflowMirror:
     def __init__(self, study_name: str, tracking_uri: str | None = None, storage_label: str = "") -> None:
         self.study_name = study_name
         self.tracker = RunTracker(True, tracking_uri, f"optuna-{study_name}")
-        self.storage_label = mask_uri(storage_label)
+        self.storage_label = mask_url(storage_label)
         self._parent: str | None = None
 
     @property

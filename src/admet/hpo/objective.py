@@ -30,27 +30,20 @@ import lightning.pytorch as pl
 import numpy as np
 import optuna
 from lightning.pytorch.callbacks import Callback
-from optuna.trial import TrialState
 
-from admet.config import config_to_dict, load_config
-from admet.data import MultitaskDataset
-from admet.errors import ConfigError
-from admet.hpo.study_spec import StudySpec, suggest_params
-from admet.model.chemprop.config import EnsembleConfig
-from admet.model.chemprop.ensemble import ChempropEnsemble
-from admet.model.chemprop.mlflow_tracking import mask_uri
-from admet.model.chemprop.model import TrainingDivergedError
-from admet.model.chemprop.mpnn import MONITOR
-from admet.model.chemprop.training_data import load_training_data
+from admet.config import EnsembleConfig, config_to_dict, load_config
+from admet.data import MultitaskDataset, default_cache, load_training_data
+from admet.errors import ConfigError, TrainingDivergedError
+from admet.hpo.budget import claim
+from admet.hpo.search_space import suggest_params
+from admet.hpo.spec import StudySpec
+from admet.model import MONITOR, ChempropEnsemble
 from admet.paths import home
+from admet.redact import mask_url
 
-__all__ = ["BudgetTakenError", "Objective", "TrialPruningCallback", "config_hash", "worker_id"]
+__all__ = ["Objective", "TrialPruningCallback", "config_hash", "worker_id"]
 
 logger = logging.getLogger(__name__)
-
-
-class BudgetTakenError(RuntimeError):
-    """Another worker started the last trial of the budget a moment before this one."""
 
 
 def worker_id() -> str:
@@ -111,8 +104,6 @@ class Objective:
         self.spec = spec
         self.base = base
         self.data = data if data is not None else load_training_data(base)
-        from admet.data import default_cache
-
         default_cache(base.data.featurization_cache_dir).graphs(self.data.smiles)  # once per worker
         self.work_dir = work_dir or home() / ".admet" / "hpo" / spec.name
         self.progress = progress
@@ -139,7 +130,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         start = time.perf_counter()
         trial.set_user_attr("worker", self.worker)
-        self._check_budget(trial)
+        claim(trial, self.spec.n_trials)
         params = suggest_params(trial, self.spec, self.base)
         if "joint_sampling.curriculum.phase_proportions" in params:
             trial.set_user_attr("phase_proportions", params["joint_sampling.curriculum.phase_proportions"])
@@ -150,7 +141,7 @@ class Objective:
             raise
         stored = config_to_dict(cfg)
         if stored["mlflow"].get("tracking_uri"):
-            stored["mlflow"]["tracking_uri"] = mask_uri(stored["mlflow"]["tracking_uri"])
+            stored["mlflow"]["tracking_uri"] = mask_url(stored["mlflow"]["tracking_uri"])
         trial.set_user_attr("config", stored)
         ckpt = self.work_dir / "members" / config_hash(cfg)
         train_cfg = copy.deepcopy(cfg)
@@ -188,16 +179,6 @@ class Objective:
         values = self._record(trial, ensemble, start, epochs)
         shutil.rmtree(ckpt, ignore_errors=True)  # the trial is stored; members were only for retries
         return values[0] if len(values) == 1 else values
-
-    def _check_budget(self, trial: optuna.Trial) -> None:
-        """Close the race between two workers' budget checks: a trial started after the
-        budget is taken by earlier finished or running trials ends as FAIL, not counted."""
-        earlier = trial.study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        )
-        if sum(t.number < trial.number for t in earlier) >= self.spec.n_trials:
-            trial.set_user_attr("fail_reason", "study budget already taken by other workers")
-            raise BudgetTakenError(f"trial {trial.number}: study budget already taken")
 
     def _record(self, trial: optuna.Trial, ens: ChempropEnsemble, start: float, epochs: int) -> list[float]:
         per_task: dict[str, dict[str, float]] = {}

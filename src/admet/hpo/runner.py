@@ -1,11 +1,10 @@
 """Run one HPO worker against a shared study until the study-wide budget is spent.
 
-The budget ``n_trials`` counts finished trials (COMPLETE or PRUNED) over all workers.
-A worker runs one trial at a time and re-checks the budget in between, so the overshoot
-is at most the number of workers that were mid-trial. A worker that finds the budget
-taken only by RUNNING trials waits (heartbeat interval) for them to finish or go stale:
-a stale trial is marked FAIL by Optuna's heartbeat machinery, re-enqueued with the same
-parameters by ``RetryFailedTrialCallback``, and then picked up by a waiting worker.
+The budget ``n_trials`` counts finished trials over all workers (:mod:`admet.hpo.budget`).
+A worker that finds the budget taken only by RUNNING trials waits (heartbeat interval)
+for them to finish or go stale: a stale trial is marked FAIL by Optuna's heartbeat
+machinery, re-enqueued with the same parameters by ``RetryFailedTrialCallback``, and then
+picked up by a waiting worker.
 
 Each worker registers in the study's user attributes and gets the next worker index; its
 TPE sampler is seeded with ``seed + index``, so parallel workers explore differently while
@@ -25,18 +24,18 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from admet.errors import AdmetError, ConfigError, DataError
+from admet.errors import AdmetError, BudgetTakenError, ConfigError, DataError, TrainingDivergedError
+from admet.hpo.budget import budget, next_step
 from admet.hpo.mlflow_mirror import MlflowMirror
-from admet.hpo.objective import BudgetTakenError, Objective, worker_id
-from admet.hpo.storage import mask_url, open_storage, resolve_storage_url
-from admet.hpo.study_spec import StudySpec
-from admet.model.chemprop.model import TrainingDivergedError
+from admet.hpo.objective import Objective, worker_id
+from admet.hpo.spec import StudySpec
+from admet.hpo.storage import open_storage, resolve_storage_url
+from admet.redact import mask_url
 
-__all__ = ["WorkerResult", "budget", "create_or_load_study", "run_worker"]
+__all__ = ["WorkerResult", "create_or_load_study", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 5
 CATCH = (BudgetTakenError, TrainingDivergedError, ConfigError, DataError, MemoryError, torch.OutOfMemoryError)
 
@@ -81,15 +80,6 @@ def create_or_load_study(
     return study
 
 
-def budget(study: optuna.Study) -> dict[str, int]:
-    """Trial counts by state."""
-    counts = {state.name: 0 for state in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] += 1
-    counts["FINISHED"] = counts["COMPLETE"] + counts["PRUNED"]
-    return counts
-
-
 def _register_worker(study: optuna.Study) -> int:
     """Next free worker index, recorded in the study (``worker:<index>`` -> worker id).
 
@@ -131,7 +121,34 @@ def run_worker(
     progress: bool = True,
     objective: Objective | None = None,
 ) -> WorkerResult:
-    """Run trials until ``spec.n_trials`` trials of the study are finished."""
+    """Run trials until ``spec.n_trials`` trials of the study are finished.
+
+    Any number of workers may run this at once, on one machine or many, against the same
+    storage (``python -m admet.hpo run`` is one worker); a worker started after the budget
+    is spent returns at once with ``already_complete``.
+
+    Example:
+        A two-trial study of one-epoch, two-member ensembles on a small table, stored in
+        SQLite (the real study reads the fang2023 table and runs for hours):
+
+        >>> import tempfile, pandas as pd
+        >>> from pathlib import Path
+        >>> from admet.hpo import load_study_spec
+        >>> smiles = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "c1ccccc1O", "c1ccncc1",
+        ...           "CC(=O)O", "CCOC", "CCCC", "OCCO", "NCCN"]
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> pd.DataFrame({"SMILES": smiles, "logS": [0.1 * i for i in range(12)],
+        ...               "Quality": ["high", "medium"] * 6}).to_csv(folder / "t.csv", index=False)
+        >>> spec = load_study_spec("joint_sampling", [
+        ...     "n_trials=2", f"data.train_file={folder / 't.csv'}", "data.target_cols=[logS]",
+        ...     "data.featurization_cache_dir=null", "data.split=random", "ensemble.split=random",
+        ...     "ensemble.n_members=2", "optimization.max_epochs=1", "optimization.batch_size=4",
+        ...     "model.depth=2", "model.message_hidden_dim=64", "model.hidden_dim=64"])
+        >>> result = run_worker(spec, f"sqlite:///{folder / 'studies.db'}",
+        ...                     mlflow_enabled=False, progress=False)
+        >>> result.trials_run, result.finished_in_study
+        (2, 2)
+    """
     url = resolve_storage_url(storage_url)
     probe = create_or_load_study(spec, url, 0)
     if budget(probe)["FINISHED"] >= spec.n_trials:
@@ -165,9 +182,10 @@ def run_worker(
         counts = budget(study)
         bar.n = min(counts["FINISHED"], spec.n_trials)
         bar.refresh()
-        if counts["FINISHED"] >= spec.n_trials:
+        step = next_step(counts, spec.n_trials)
+        if step == "done":
             break
-        if counts["FINISHED"] + counts["RUNNING"] >= spec.n_trials and counts["WAITING"] == 0:
+        if step == "wait":
             time.sleep(max(1, min(spec.heartbeat_interval, 10)))  # let running trials end
             continue
         study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)

@@ -37,7 +37,7 @@ from admet.errors import StorageError
 from admet.paths import home
 from admet.redact import mask_url
 
-__all__ = ["ResilientRDBStorage", "default_storage_url", "mask_url", "open_storage", "resolve_storage_url"]
+__all__ = ["ResilientRDBStorage", "default_storage_url", "open_storage", "resolve_storage_url"]
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])

@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_any(directory: str):
-    from admet.model.chemprop.ensemble import ChempropEnsemble
-    from admet.model.chemprop.model import ChempropModel
+    from admet.model.ensemble import ChempropEnsemble
+    from admet.model.model import ChempropModel
 
     path = Path(directory)
     if (path / "ensemble.json").is_file():
@@ -61,10 +61,10 @@ def _read_input(path: str, smiles_col: str):
 
 def _train(args: argparse.Namespace) -> int:
     from admet.config import load_config
-    from admet.model.chemprop.config import EnsembleConfig
-    from admet.model.chemprop.ensemble import ChempropEnsemble
-    from admet.model.chemprop.model import ChempropModel
-    from admet.model.chemprop.training_data import holdout_split, load_training_data
+    from admet.config.schema import EnsembleConfig
+    from admet.data.training import holdout_split, load_training_data
+    from admet.model.ensemble import ChempropEnsemble
+    from admet.model.model import ChempropModel
 
     cfg = load_config(args.config, args.overrides)
     data = load_training_data(cfg)
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("admet.model.chemprop.joint_sampler").setLevel(logging.WARNING)
+    logging.getLogger("admet.sampling.joint").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning)
     return {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.command](args)
 

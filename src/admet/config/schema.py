@@ -1,0 +1,181 @@
+"""The run configuration schema: OmegaConf structured dataclasses.
+
+One schema drives a single model (:class:`ChempropConfig`) and an ensemble
+(:class:`EnsembleConfig`). The sampling fields are grouped under ``joint_sampling``:
+task oversampling (``alpha``), the quality curriculum, and how the two compose. The
+legacy fields (``optimization.task_sampling_alpha`` and a top-level ``curriculum:`` block)
+are not part of these classes; :func:`admet.config.load_config` maps them here.
+Loading, overrides and validation live in :mod:`admet.config.loader`; this module imports
+nothing from admet (the schema is the root every layer depends on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "COMPOSITION_MODES",
+    "ChempropConfig",
+    "CurriculumConfig",
+    "DataConfig",
+    "EnsembleConfig",
+    "EnsembleSection",
+    "JointSamplingConfig",
+    "MlflowConfig",
+    "ModelConfig",
+    "OptimizationConfig",
+    "TaskOversamplingConfig",
+    "schema_for",
+]
+
+COMPOSITION_MODES: tuple[str, ...] = ("two_stage", "multiplicative")
+FANG2023_TASKS: tuple[str, ...] = ("HLM", "RLM", "MDR1_ER", "Sol", "hPPB", "rPPB")
+
+
+@dataclass
+class DataConfig:
+    """Where the training table is and which columns it uses."""
+
+    train_file: str = "data/fang2023/train.csv"
+    smiles_col: str = "SMILES"
+    target_cols: list[str] = field(default_factory=lambda: list(FANG2023_TASKS))
+    # Optional separate validation table; without it a held-out fold of train_file is used.
+    val_file: str | None = None
+    # Keep a seeded random subset of at most this many rows (quick runs and tests).
+    max_molecules: int | None = None
+    # Held-out fold for a single model: 1/n_folds of the molecules, split by scaffold or random.
+    split: str = "scaffold"
+    n_folds: int = 5
+    on_invalid_smiles: str = "error"
+    # Persist featurised graphs here (None: in-memory cache only).
+    featurization_cache_dir: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Chemprop v2 MPNN architecture."""
+
+    depth: int = 3
+    message_hidden_dim: int = 300
+    hidden_dim: int = 300
+    num_layers: int = 2
+    dropout: float = 0.0
+    aggregation: str = "mean"  # mean | sum | norm
+    batch_norm: bool = False
+    activation: str = "relu"
+
+
+@dataclass
+class OptimizationConfig:
+    """Training loop: Noam-style LR schedule, loss, early stopping, seed."""
+
+    max_epochs: int = 50
+    batch_size: int = 64
+    init_lr: float = 1e-4
+    max_lr: float = 1e-3
+    final_lr: float = 1e-4
+    warmup_epochs: int = 2
+    patience: int = 10
+    seed: int = 42
+    criterion: str = "mae"  # mae | mse
+    # Per-task loss weights, aligned with data.target_cols (None: all 1).
+    task_weights: list[float] | None = None
+    accelerator: str = "auto"  # auto picks CUDA when available, else CPU
+    num_workers: int = 0
+
+
+@dataclass
+class MlflowConfig:
+    """MLflow tracking; failures are warnings and never lose a trained model."""
+
+    enabled: bool = False
+    # None: MLFLOW_TRACKING_URI, else an embedded store in ./mlruns.
+    tracking_uri: str | None = None
+    experiment_name: str = "admet"
+    run_name: str | None = None
+    log_model: bool = True
+
+
+@dataclass
+class TaskOversamplingConfig:
+    """Draw task t with probability proportional to n_t^(-alpha)."""
+
+    alpha: float = 0.5
+
+
+@dataclass
+class CurriculumConfig:
+    """Quality curriculum: phase-dependent shares of high/medium/low quality data."""
+
+    enabled: bool = False
+    quality_col: str | None = "Quality"
+    qualities: list[str] = field(default_factory=lambda: ["high", "medium", "low"])
+    # Epochs without improvement of monitor_metric (by more than min_delta) before the
+    # next phase starts.
+    patience: int = 3
+    min_delta: float = 0.0
+    # True: weights are divided by each quality's molecule count, so the share of draws
+    # per quality follows the phase proportion (exactly without task weighting).
+    # False: proportions are per-molecule weights.
+    count_normalize: bool = True
+    min_high_quality_proportion: float = 0.25
+    # Phase name -> proportion per quality (best first); None: built-in defaults.
+    phase_proportions: dict[str, list[float]] | None = None
+    monitor_metric: str = "val_loss"
+    reset_early_stopping_on_phase_change: bool = False
+
+
+@dataclass
+class JointSamplingConfig:
+    """How the training DataLoader draws molecules (see JointSampler)."""
+
+    enabled: bool = False
+    task_oversampling: TaskOversamplingConfig = field(default_factory=TaskOversamplingConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    # two_stage: pick a task, then a molecule of that task. multiplicative: one weight per
+    # molecule = rarest-task weight x curriculum weight.
+    composition_mode: str = "two_stage"
+    # Draws per epoch (None: number of training molecules).
+    num_samples: int | None = None
+    # None: optimization.seed.
+    seed: int | None = None
+    increment_seed_per_epoch: bool = True
+    log_weight_stats: bool = True
+    log_to_mlflow: bool = True
+
+
+@dataclass
+class ChempropConfig:
+    """A single multi-task Chemprop model."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    joint_sampling: JointSamplingConfig = field(default_factory=JointSamplingConfig)
+
+
+@dataclass
+class EnsembleSection:
+    """Ensemble of members trained on K folds of the training data."""
+
+    n_members: int = 5
+    # Number of folds (None: n_members); member k validates on fold k.
+    n_folds: int | None = None
+    split: str = "scaffold"  # scaffold | random
+    seed: int = 0
+    # Members trained in parallel processes (bounded by the CPU count).
+    n_jobs: int = 1
+
+
+@dataclass
+class EnsembleConfig(ChempropConfig):
+    """An ensemble of multi-task Chemprop models."""
+
+    ensemble: EnsembleSection = field(default_factory=EnsembleSection)
+
+
+def schema_for(raw: dict[str, Any]) -> type[ChempropConfig]:
+    """The schema of a raw mapping: an ``ensemble`` section makes it an ensemble config."""
+    return EnsembleConfig if "ensemble" in raw else ChempropConfig

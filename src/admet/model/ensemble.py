@@ -1,0 +1,422 @@
+"""ChempropEnsemble: K cross-validation members, mean prediction, member spread as uncertainty.
+
+Member k trains on every fold but k and validates (early stopping, best checkpoint) on
+fold k, with its own derived seed. Folds are scaffold folds by default. All members use
+the same process-wide featurisation cache, filled once before the first member trains;
+members trained in parallel processes (``ensemble.n_jobs``) receive the parent's graphs
+instead of featurising again. The mean over members of the fold
+validation macro MAE is the ensemble's cross-validated score (the HPO objective).
+
+With ``checkpoint_dir``, every finished member is saved there at once; a later ``fit``
+with the same config reloads finished members instead of training them again (this is
+how a retried HPO trial resumes).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightning.pytorch.callbacks import Callback
+
+from admet.config import EnsembleConfig, config_to_dict, load_config, save_config
+from admet.data import (
+    MultitaskDataset,
+    default_cache,
+    fold_assignment,
+    load_training_data,
+    pack_graphs,
+    unpack_graphs,
+)
+from admet.errors import DataError
+from admet.model.metrics import regression_metrics
+from admet.model.model import ChempropModel, _labelled
+from admet.model.plots import parity_plots
+from admet.tracking import RunTracker, flatten
+
+__all__ = ["ChempropEnsemble", "member_seed"]
+
+logger = logging.getLogger(__name__)
+
+MemberCallbacks = Callable[[int], Sequence[Callback]]
+
+
+def member_seed(base: int, member: int) -> int:
+    """A distinct, reproducible seed for ensemble member ``member``."""
+    return int(np.random.SeedSequence([int(base), int(member)]).generate_state(1)[0] % (2**31 - 1))
+
+
+class ChempropEnsemble:
+    """An ensemble of :class:`ChempropModel` members on K folds of the training data.
+
+    After :meth:`fit`: ``members``, ``member_val_metrics`` (each member on its own fold),
+    ``cv_score`` (mean fold macro MAE), ``oof_predictions`` (out-of-fold predictions),
+    ``reused_members`` (indices loaded from ``checkpoint_dir``), ``fit_seconds`` and
+    ``evaluation_seconds`` (the part of it spent predicting and scoring the folds).
+
+    Example:
+        Two members, one epoch each, on a small table (a real run reads
+        ``data.train_file`` from its YAML config):
+
+        >>> import tempfile, pandas as pd
+        >>> from pathlib import Path
+        >>> from admet.config import load_config
+        >>> smiles = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "c1ccccc1O", "c1ccncc1",
+        ...           "CC(=O)O", "CCOC", "CCCC", "OCCO", "NCCN"]
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> pd.DataFrame({"SMILES": smiles, "logS": [0.1 * i for i in range(12)]}).to_csv(
+        ...     folder / "train.csv", index=False)
+        >>> cfg = load_config({"ensemble": {"n_members": 2, "split": "random"}}, [
+        ...     f"data.train_file={folder / 'train.csv'}", "data.target_cols=[logS]",
+        ...     "model.message_hidden_dim=16", "model.hidden_dim=16",
+        ...     "optimization.max_epochs=1", "optimization.batch_size=4"])
+        >>> ensemble = ChempropEnsemble(cfg).fit()
+        >>> len(ensemble.members), list(ensemble.predict(["CCO"]).columns)
+        (2, ['logS', 'logS_std'])
+        >>> ensemble.save(folder / "model").name
+        'model'
+    """
+
+    def __init__(self, config: EnsembleConfig) -> None:
+        if not isinstance(config, EnsembleConfig):
+            raise TypeError("ChempropEnsemble needs an EnsembleConfig (a config with 'ensemble')")
+        self.config = config
+        self.task_names = list(config.data.target_cols)
+        self.members: list[ChempropModel] = []
+        self.member_val_metrics: list[dict[str, dict[str, float]]] = []
+        self.cv_score: float | None = None
+        self.oof_predictions: pd.DataFrame | None = None
+        self.reused_members: list[int] = []
+        self.fit_seconds = 0.0
+        self.evaluation_seconds = 0.0
+        self.mlflow_run_id: str | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: EnsembleConfig | str | os.PathLike[str] | dict, overrides: Sequence[str] = ()
+    ) -> ChempropEnsemble:
+        if not isinstance(config, EnsembleConfig) or overrides:
+            config = load_config(config, overrides)  # type: ignore[assignment]
+        return cls(config)  # type: ignore[arg-type]
+
+    @property
+    def n_folds(self) -> int:
+        ens = self.config.ensemble
+        return ens.n_folds or max(ens.n_members, 2)
+
+    def member_config(self, member: int) -> EnsembleConfig:
+        """The config member ``member`` trains with (its own derived seed)."""
+        cfg = copy.deepcopy(self.config)
+        cfg.optimization.seed = member_seed(self.config.optimization.seed, member)
+        cfg.mlflow.enabled = False  # the ensemble does the tracking
+        return cfg
+
+    # -- training -------------------------------------------------------------------------
+
+    def fit(self, *args: Any, **kwargs: Any) -> ChempropEnsemble:
+        """Train (or reload) every member; see :meth:`_fit` for the arguments. MLflow runs
+        that an exception interrupts are ended as FAILED instead of left RUNNING."""
+        self._open_runs: list[tuple[RunTracker, str | None]] = []
+        try:
+            return self._fit(*args, **kwargs)
+        except BaseException:
+            for tracker, run in reversed(self._open_runs):
+                tracker.end_run(run, "FAILED")
+            raise
+
+    def _fit(
+        self,
+        dataset: MultitaskDataset | None = None,
+        member_callbacks: MemberCallbacks | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+        on_member_done: Callable[[int, ChempropModel, dict], None] | None = None,
+    ) -> ChempropEnsemble:
+        """Train (or reload) every member; returns self.
+
+        Args:
+            dataset: training data (default: ``data.train_file`` of the config).
+            member_callbacks: extra Lightning callbacks per member index (e.g. pruning);
+                only with ``n_jobs == 1``.
+            checkpoint_dir: save finished members here and reuse them on a later call.
+            progress: show Lightning's epoch progress bar and a member progress line.
+            on_member_done: called with (index, member, fold metrics) after each member.
+        """
+        start = time.perf_counter()
+        cfg = self.config
+        dataset = dataset if dataset is not None else load_training_data(cfg)
+        try:
+            assignment = fold_assignment(dataset.smiles, self.n_folds, cfg.ensemble.seed, cfg.ensemble.split)
+        except ValueError as exc:
+            raise DataError(f"ensemble.split={cfg.ensemble.split!r}: {exc}") from None
+        default_cache(cfg.data.featurization_cache_dir).graphs(dataset.smiles)  # featurise once
+
+        tracker = RunTracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+        parent = tracker.start_run(cfg.mlflow.run_name or "ensemble", tags={"admet.kind": "ensemble"})
+        self._open_runs.append((tracker, parent))
+        self.mlflow_run_id = parent
+        tracker.log_params(parent, flatten(config_to_dict(cfg)))
+
+        n = cfg.ensemble.n_members
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
+        members: list[ChempropModel | None] = [None] * n
+        self.reused_members = []
+        self.evaluation_seconds = 0.0
+        for m in range(n):
+            reused = self._reuse(ckpt, m)
+            if reused is not None:
+                members[m] = reused
+                self.reused_members.append(m)
+        todo = [m for m in range(n) if members[m] is None]
+        n_jobs = min(cfg.ensemble.n_jobs, os.cpu_count() or 1, max(len(todo), 1))
+        if n_jobs > 1 and member_callbacks is not None:
+            raise ValueError("member_callbacks need n_jobs == 1 (callbacks cannot cross processes)")
+
+        oof = np.full((len(dataset), len(self.task_names)), np.nan)
+        fold_metrics: dict[int, dict] = {}
+
+        def finish(m: int, model: ChempropModel, child: str | None) -> None:
+            members[m] = model
+            rows = np.flatnonzero(assignment == m)
+            t0 = time.perf_counter()
+            oof[rows] = model.predict_canonical([dataset.smiles[i] for i in rows])
+            metrics = fold_metrics[m] = regression_metrics(dataset.Y[rows], oof[rows], self.task_names)
+            self.evaluation_seconds += time.perf_counter() - t0
+            self._log_member(tracker, child, m, model, metrics)
+            if on_member_done is not None:
+                on_member_done(m, model, metrics)
+            if progress:
+                print(
+                    f"member {m + 1}/{n}: fold MAE {metrics['macro']['mae']:.4f} "
+                    f"({model.epochs_trained} epochs, {model.fit_seconds:.1f} s)",
+                    flush=True,
+                )
+
+        for m in self.reused_members:
+            finish(m, members[m], None)  # type: ignore[arg-type]
+        if n_jobs > 1:
+            self._fit_parallel(dataset, assignment, todo, ckpt, tracker, parent, n_jobs, finish)
+        else:
+            for m in todo:
+                child = tracker.start_run(f"member_{m}", parent, {"admet.member": str(m)})
+                self._open_runs.append((tracker, child))
+                model = self._fit_member(
+                    dataset, assignment, m, member_callbacks, tracker.lightning_logger(child), progress
+                )
+                if ckpt is not None:
+                    model.save(ckpt / f"member_{m}")
+                finish(m, model, child)
+        self.members = [m for m in members if m is not None]
+        self.member_val_metrics = [fold_metrics[m] for m in range(n)]
+        self.oof_predictions = pd.DataFrame(oof, columns=self.task_names)
+        self.oof_predictions.insert(0, "SMILES", dataset.smiles)
+        self.cv_score = float(np.mean([mv["macro"]["mae"] for mv in self.member_val_metrics]))
+        self.fit_seconds = time.perf_counter() - start
+        self._log_ensemble(tracker, parent, dataset, assignment)
+        return self
+
+    def _reuse(self, ckpt: Path | None, m: int) -> ChempropModel | None:
+        """A finished member saved by an earlier fit with the same member config."""
+        if ckpt is None or not (ckpt / f"member_{m}" / "training.json").is_file():
+            return None
+        try:
+            model = ChempropModel.load(ckpt / f"member_{m}")
+        except Exception as exc:
+            logger.warning("cannot reuse member %d from %s (%s); retraining", m, ckpt, exc)
+            return None
+        if config_to_dict(model.config) != config_to_dict(self.member_config(m)):
+            return None
+        logger.info("reusing finished member %d from %s", m, ckpt)
+        return model
+
+    def _fit_member(
+        self,
+        dataset: MultitaskDataset,
+        assignment: np.ndarray,
+        m: int,
+        member_callbacks: MemberCallbacks | None,
+        lightning_logger: Any,
+        progress: bool,
+    ) -> ChempropModel:
+        model = ChempropModel(self.member_config(m))
+        train = dataset.subset(np.flatnonzero(assignment != m))
+        val = dataset.subset(np.flatnonzero(assignment == m))
+        callbacks = list(member_callbacks(m)) if member_callbacks is not None else []
+        return model.fit(train, val, callbacks=callbacks, logger=lightning_logger, progress=progress)
+
+    def _fit_parallel(self, dataset, assignment, todo, ckpt, tracker, parent, n_jobs, finish) -> None:
+        """Train members in worker processes. Workers are spawned (forking a process whose
+        torch thread pools are running can deadlock) and receive the already featurised
+        graphs as a few packed arrays, so no worker featurises again."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="admet-members-") as scratch:
+            out_root = ckpt or Path(scratch)
+            children = {m: tracker.start_run(f"member_{m}", parent, {"admet.member": str(m)}) for m in todo}
+            self._open_runs += [(tracker, run) for run in children.values()]
+            uri = tracker.tracking_uri if tracker.enabled else None
+            cache = default_cache(self.config.data.featurization_cache_dir)
+            unique = list(dict.fromkeys(dataset.smiles))
+            packed = pack_graphs(unique, cache.graphs(unique))
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                max_workers=n_jobs,
+                mp_context=ctx,
+                initializer=_receive_graphs,
+                initargs=(packed, self.config.data.featurization_cache_dir),
+            ) as pool:
+                futures = {
+                    m: pool.submit(
+                        _train_member_process,
+                        self,
+                        dataset,
+                        assignment,
+                        m,
+                        str(out_root / f"member_{m}"),
+                        uri,
+                        children[m],
+                    )
+                    for m in todo
+                }
+                try:
+                    for m, future in futures.items():
+                        finish(m, ChempropModel.load(future.result()), children[m])
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)  # do not train the rest
+                    raise
+
+    # -- tracking -------------------------------------------------------------------------
+
+    def _log_member(
+        self, tracker: RunTracker, run: str | None, m: int, model: ChempropModel, metrics: dict
+    ) -> None:
+        if run is None:
+            return
+        final = {f"final/{task}/{k}": v for task, ms in metrics.items() for k, v in ms.items()}
+        tracker.log_metrics(
+            run,
+            {
+                **final,
+                "best_epoch": model.best_epoch or 0,
+                "epochs_trained": model.epochs_trained,
+                "fit_seconds": model.fit_seconds,
+            },
+        )
+        for epoch, phase in model.curriculum_history:
+            tracker.log_metrics(
+                run,
+                {"curriculum/phase_change": float(("warmup", "expand", "robust", "polish").index(phase))},
+                step=epoch,
+            )
+        with tracker.artifact_dir() as tmp:
+            if model.sampler_history:
+                pd.DataFrame(model.sampler_history).to_csv(tmp / "sampler_stats.csv", index=False)
+                tracker.log_artifact(run, tmp / "sampler_stats.csv")
+        tracker.end_run(run)
+
+    def _log_ensemble(
+        self, tracker: RunTracker, run: str | None, dataset: MultitaskDataset, assignment: np.ndarray
+    ) -> None:
+        if run is None:
+            return
+        summary = {"cv/mae_macro": self.cv_score, "fit_seconds": self.fit_seconds}
+        for task in [*self.task_names, "macro"]:
+            for key in ("mae", "rmse", "r2", "pearson_r", "spearman_rho"):
+                vals = [mv[task][key] for mv in self.member_val_metrics if np.isfinite(mv[task][key])]
+                if vals:
+                    summary[f"cv/{task}/{key}"] = float(np.mean(vals))
+        tracker.log_metrics(run, summary)
+        with tracker.artifact_dir() as tmp:
+            save_config(self.config, tmp / "config.yaml")
+            tracker.log_artifact(run, tmp / "config.yaml")
+            assert self.oof_predictions is not None
+            oof = self.oof_predictions[self.task_names].to_numpy()
+            for path in parity_plots(dataset.Y, oof, self.task_names, tmp / "plots", "CV "):
+                tracker.log_artifact(run, path, "parity")
+            if self.config.mlflow.log_model:
+                self.save(tmp / "model")
+                tracker.log_artifact(run, tmp / "model", "model")
+        tracker.end_run(run)
+
+    # -- inference ------------------------------------------------------------------------
+
+    def predict(self, smiles: Sequence[str]) -> pd.DataFrame:
+        """Mean over members per task, plus ``<task>_std`` (member standard deviation)."""
+        if not self.members:
+            raise RuntimeError("the ensemble is not trained or loaded yet")
+        stack = np.stack([m.predict_array(smiles) for m in self.members])
+        out = pd.DataFrame(stack.mean(0), columns=self.task_names)
+        std = stack.std(0, ddof=0)
+        for j, task in enumerate(self.task_names):
+            out[f"{task}_std"] = std[:, j]
+        return out
+
+    def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
+        """Per-task and macro metrics of the ensemble mean."""
+        smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
+        return regression_metrics(Y, self.predict(smiles)[self.task_names].to_numpy(), self.task_names)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, out / "config.yaml")
+        for m, model in enumerate(self.members):
+            model.save(out / f"member_{m}")
+        info = {
+            "n_members": len(self.members),
+            "cv_score": self.cv_score,
+            "member_val_metrics": self.member_val_metrics,
+            "fit_seconds": self.fit_seconds,
+        }
+        (out / "ensemble.json").write_text(json.dumps(info, indent=1, default=float))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ChempropEnsemble:
+        src = Path(directory)
+        info_path = src / "ensemble.json"
+        if not info_path.is_file():
+            raise DataError(f"{src}: not a saved ensemble (ensemble.json missing)")
+        info = json.loads(info_path.read_text())
+        ens = cls(load_config(src / "config.yaml"))  # type: ignore[arg-type]
+        ens.members = [ChempropModel.load(src / f"member_{m}") for m in range(info["n_members"])]
+        ens.cv_score = info.get("cv_score")
+        ens.member_val_metrics = info.get("member_val_metrics", [])
+        ens.fit_seconds = info.get("fit_seconds", 0.0)
+        return ens
+
+
+def _receive_graphs(packed: dict[str, np.ndarray], cache_dir: str | None) -> None:
+    """Worker initializer: fill this process's featurisation cache from the parent's graphs."""
+    default_cache(cache_dir).add(unpack_graphs(packed))
+
+
+def _train_member_process(
+    ensemble: ChempropEnsemble,
+    dataset: MultitaskDataset,
+    assignment: np.ndarray,
+    m: int,
+    out: str,
+    tracking_uri: str | None,
+    run_id: str | None,
+) -> str:
+    """Worker process body: train one member (graphs come from the forked cache), save it."""
+    lightning_logger = None
+    if tracking_uri and run_id:
+        tracker = RunTracker(True, tracking_uri, ensemble.config.mlflow.experiment_name)
+        lightning_logger = tracker.lightning_logger(run_id)
+    model = ensemble._fit_member(dataset, assignment, m, None, lightning_logger, False)
+    model.save(out)
+    return out

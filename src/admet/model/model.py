@@ -1,0 +1,394 @@
+"""ChempropModel: one multi-task Chemprop v2 model trained on the joint sampler.
+
+Built from Chemprop's own parts (its featurizer through the shared cache, ``MoleculeDataset``,
+``collate_batch``, ``build_dataloader``, ``BondMessagePassing``, aggregation,
+``RegressionFFN`` with its target ``UnscaleTransform``, the Noam-like LR schedule of
+``MPNN``) and Lightning's ``Trainer``, ``EarlyStopping`` and ``ModelCheckpoint``.
+
+Targets are standardised on the training split only; the loss is masked for missing
+labels (Chemprop's criterion), optionally weighted per task. Early stopping and the best
+checkpoint follow ``val/mae_macro`` (original units, mean over tasks). The training
+DataLoader's sampler is a :class:`JointSampler` when ``joint_sampling.enabled`` (legacy
+``task_sampling_alpha`` configs arrive here as two-stage joint sampling), otherwise
+Chemprop's seeded shuffle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from chemprop import nn as cnn
+from chemprop.data import build_dataloader, collate_batch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from admet.config import ChempropConfig, CurriculumPhaseConfig, load_config, save_config
+from admet.data import MultitaskDataset, build_molecule_dataset, canonical_smiles, default_cache
+from admet.errors import DataError, TrainingDivergedError
+from admet.model.callbacks import CurriculumCallback, EpochHistory, SamplerStatsCallback
+from admet.model.metrics import regression_metrics
+from admet.model.mpnn import MONITOR, MultitaskMPNN
+from admet.sampling import CurriculumState, JointSampler
+
+__all__ = ["ChempropModel"]
+
+logger = logging.getLogger(__name__)
+
+_AGGREGATIONS = {"mean": cnn.MeanAggregation, "sum": cnn.SumAggregation, "norm": cnn.NormAggregation}
+_CRITERIA = {"mae": cnn.metrics.MAE, "mse": cnn.metrics.MSE}
+PREDICT_BATCH_SIZE = 256
+
+# Lightning's chatter about workers and devices is noise for CPU training of small models.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+
+
+def _curriculum_state(cfg: ChempropConfig) -> CurriculumState | None:
+    js = cfg.joint_sampling
+    cur = js.curriculum
+    if not (js.enabled and cur.enabled):
+        return None
+    return CurriculumState(
+        qualities=list(cur.qualities),
+        patience=cur.patience,
+        min_delta=cur.min_delta,
+        config=CurriculumPhaseConfig(
+            phase_proportions=None if cur.phase_proportions is None else dict(cur.phase_proportions),
+            min_high_quality_proportion=cur.min_high_quality_proportion,
+        ),
+    )
+
+
+class ChempropModel:
+    """A multi-task Chemprop regression model with configurable sampling.
+
+    After :meth:`fit`: ``history`` (per-epoch logged metrics), ``sampler_history``
+    (per-epoch sampler statistics), ``curriculum_history`` (phase changes),
+    ``best_score`` / ``best_epoch`` (``val/mae_macro``), ``epochs_trained`` and
+    ``fit_seconds``.
+    """
+
+    def __init__(self, config: ChempropConfig) -> None:
+        self.config = config
+        self.task_names = list(config.data.target_cols)
+        self.mpnn: MultitaskMPNN | None = None
+        self.history: list[dict[str, float]] = []
+        self.sampler_history: list[dict[str, Any]] = []
+        self.curriculum_history: list[tuple[int, str]] = []
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.epochs_trained = 0
+        self.fit_seconds = 0.0
+
+    @classmethod
+    def from_config(
+        cls, config: ChempropConfig | str | os.PathLike[str] | dict, overrides: Sequence[str] = ()
+    ) -> ChempropModel:
+        """A model from a config object, YAML file or mapping (validated)."""
+        if not isinstance(config, ChempropConfig) or overrides:
+            config = load_config(config, overrides)
+        return cls(config)
+
+    # -- building -------------------------------------------------------------------------
+
+    @property
+    def cache(self):
+        return default_cache(self.config.data.featurization_cache_dir)
+
+    def build_sampler(self, train: MultitaskDataset) -> JointSampler | None:
+        """The training sampler the config asks for (None: Chemprop's seeded shuffle)."""
+        js = self.config.joint_sampling
+        if not js.enabled:
+            return None
+        state = _curriculum_state(self.config)
+        return JointSampler(
+            train.Y,
+            quality_labels=train.quality if state is not None else None,
+            curriculum_state=state,
+            task_alpha=js.task_oversampling.alpha,
+            composition_mode=js.composition_mode,
+            num_samples=js.num_samples,
+            seed=js.seed if js.seed is not None else self.config.optimization.seed,
+            increment_seed_per_epoch=js.increment_seed_per_epoch,
+            log_weight_stats=js.log_weight_stats,
+            count_normalize=js.curriculum.count_normalize,
+            task_names=self.task_names,
+        )
+
+    def _build_mpnn(self, mean: np.ndarray, scale: np.ndarray) -> MultitaskMPNN:
+        m, opt = self.config.model, self.config.optimization
+        featurizer = self.cache.featurizer
+        mp = cnn.BondMessagePassing(
+            d_v=featurizer.atom_fdim,
+            d_e=featurizer.bond_fdim,
+            d_h=m.message_hidden_dim,
+            depth=m.depth,
+            dropout=m.dropout,
+            activation=m.activation,
+        )
+        task_weights = None if opt.task_weights is None else torch.tensor(opt.task_weights)
+        weights = torch.ones(len(self.task_names)) if task_weights is None else task_weights
+        ffn = cnn.RegressionFFN(
+            n_tasks=len(self.task_names),
+            input_dim=mp.output_dim,
+            hidden_dim=m.hidden_dim,
+            n_layers=m.num_layers,
+            dropout=m.dropout,
+            activation=m.activation,
+            criterion=_CRITERIA[opt.criterion](task_weights=weights),
+            output_transform=cnn.UnscaleTransform(mean, scale),
+        )
+        # Chemprop's schedule needs at least one cooldown epoch: clamp warmup for short runs.
+        warmup = min(opt.warmup_epochs, max(opt.max_epochs - 1, 0))
+        return MultitaskMPNN(
+            mp,
+            _AGGREGATIONS[m.aggregation](),
+            ffn,
+            batch_norm=m.batch_norm,
+            warmup_epochs=warmup,
+            init_lr=opt.init_lr,
+            max_lr=opt.max_lr,
+            final_lr=opt.final_lr,
+        )
+
+    # -- training -------------------------------------------------------------------------
+
+    def fit(
+        self,
+        train: MultitaskDataset,
+        val: MultitaskDataset,
+        callbacks: Sequence[Callback] = (),
+        logger: Any = None,
+        progress: bool = False,
+    ) -> ChempropModel:
+        """Train on ``train``, early-stop and keep the best epoch on ``val``.
+
+        Raises:
+            TrainingDivergedError: no finite validation metric was ever reached.
+        """
+        if list(train.task_names) != self.task_names or list(val.task_names) != self.task_names:
+            raise DataError(f"training/validation tasks must be {self.task_names}")
+        cfg, opt = self.config, self.config.optimization
+        start = time.perf_counter()
+        pl.seed_everything(opt.seed, workers=True, verbose=False)
+        train_ds = build_molecule_dataset(train.smiles, train.Y, self.cache)
+        val_ds = build_molecule_dataset(val.smiles, val.Y, self.cache)
+        scaler = train_ds.normalize_targets()
+        val_ds.normalize_targets(scaler)
+        mean = np.nan_to_num(scaler.mean_, nan=0.0)
+        scale = np.nan_to_num(scaler.scale_, nan=1.0)
+
+        sampler = self.build_sampler(train)
+        bs = opt.batch_size
+        if sampler is None:
+            train_loader = build_dataloader(train_ds, bs, opt.num_workers, seed=opt.seed, shuffle=True)
+        else:
+            train_loader = DataLoader(
+                train_ds,
+                bs,
+                sampler=sampler,
+                collate_fn=collate_batch,
+                num_workers=opt.num_workers,
+                drop_last=len(sampler) % bs == 1,  # a batch of one breaks batch norm
+            )
+        val_loader = build_dataloader(val_ds, bs, opt.num_workers, shuffle=False, drop_last=False)
+
+        self.mpnn = mpnn = self._build_mpnn(mean, scale)
+        mpnn.set_validation_info(self.task_names, val.quality)
+        history = EpochHistory()
+        with tempfile.TemporaryDirectory(prefix="admet-ckpt-") as ckpt_dir:
+            checkpoint = ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best",
+                monitor=MONITOR,
+                mode="min",
+                save_top_k=1,
+                save_weights_only=True,
+                save_last=False,
+            )
+            all_callbacks: list[Callback] = []
+            stats_cb = None
+            if sampler is not None:
+                stats_cb = SamplerStatsCallback(sampler)
+                all_callbacks.append(stats_cb)
+                if sampler.curriculum_state is not None:
+                    cur = cfg.joint_sampling.curriculum
+                    all_callbacks.append(  # before EarlyStopping: a phase change resets it first
+                        CurriculumCallback(
+                            sampler.curriculum_state,
+                            monitor=cur.monitor_metric,
+                            reset_early_stopping=cur.reset_early_stopping_on_phase_change,
+                        )
+                    )
+            all_callbacks += [
+                EarlyStopping(MONITOR, patience=opt.patience, mode="min", check_finite=True),
+                checkpoint,
+                history,
+            ]
+            all_callbacks.extend(callbacks)
+            trainer = pl.Trainer(
+                max_epochs=opt.max_epochs,
+                accelerator=opt.accelerator,
+                devices=1,
+                deterministic=True,
+                logger=logger if logger is not None else False,
+                callbacks=all_callbacks,
+                enable_progress_bar=progress,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                log_every_n_steps=1,
+                default_root_dir=ckpt_dir,
+            )
+            trainer.fit(mpnn, train_loader, val_loader)
+            best = checkpoint.best_model_score
+            if not checkpoint.best_model_path or best is None or not math.isfinite(float(best)):
+                raise TrainingDivergedError(
+                    f"training diverged: no finite {MONITOR} in {trainer.current_epoch} epoch(s)"
+                )
+            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+            mpnn.load_state_dict(state["state_dict"])
+        mpnn.cpu().eval()
+        self.history = history.rows
+        self.sampler_history = [] if stats_cb is None else stats_cb.rows
+        state_ = None if sampler is None else sampler.curriculum_state
+        self.curriculum_history = [] if state_ is None else list(state_.history)
+        self.best_score = float(best)
+        scores = [r.get(MONITOR, math.inf) for r in self.history]
+        self.best_epoch = int(np.nanargmin(scores)) if scores else None
+        self.epochs_trained = len(self.history)
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    # -- inference ------------------------------------------------------------------------
+
+    def _require_trained(self) -> MultitaskMPNN:
+        if self.mpnn is None:
+            raise RuntimeError("the model is not trained or loaded yet")
+        return self.mpnn
+
+    def predict_array(self, smiles: Sequence[str]) -> np.ndarray:
+        """Predictions in original units, shape (len(smiles), n_tasks)."""
+        self._require_trained()
+        canon = []
+        for i, s in enumerate(smiles):
+            c = canonical_smiles(s)
+            if c is None:
+                raise DataError(f"row {i + 1}: cannot parse SMILES {s!r}")
+            canon.append(c)
+        return self.predict_canonical(canon)
+
+    def predict_canonical(self, smiles: Sequence[str]) -> np.ndarray:
+        """:meth:`predict_array` for SMILES that are already RDKit-canonical (those of a
+        :class:`MultitaskDataset`), skipping the second parse."""
+        mpnn = self._require_trained()
+        if not smiles:
+            return np.empty((0, len(self.task_names)))
+        ds = build_molecule_dataset(smiles, None, self.cache)
+        loader = build_dataloader(ds, PREDICT_BATCH_SIZE, shuffle=False, drop_last=False)
+        mpnn.eval()
+        out = []
+        with torch.inference_mode():
+            for batch in loader:
+                batch.bmg.to(mpnn.device)  # in place
+                out.append(mpnn(batch.bmg, batch.V_d, batch.X_d).cpu())
+        return torch.cat(out).double().numpy()
+
+    def predict(self, smiles: Sequence[str]) -> pd.DataFrame:
+        """One column per task, one row per SMILES (original units)."""
+        return pd.DataFrame(self.predict_array(smiles), columns=self.task_names)
+
+    def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
+        """Per-task and macro metrics on labelled data (a dataset, or a frame with the SMILES
+        column and any of the task columns)."""
+        smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
+        return regression_metrics(Y, self.predict_array(smiles), self.task_names)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.yaml``, ``weights.pt`` (state dict) and ``training.json``."""
+        mpnn = self._require_trained()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, out / "config.yaml")
+        torch.save(mpnn.state_dict(), out / "weights.pt")
+        info = {
+            "task_names": self.task_names,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "epochs_trained": self.epochs_trained,
+            "fit_seconds": self.fit_seconds,
+            "curriculum_history": self.curriculum_history,
+            "history": self.history,
+            "sampler_history": self.sampler_history,
+        }
+        (out / "training.json").write_text(json.dumps(info, indent=1, default=_json_default))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ChempropModel:
+        """A model saved by :meth:`save` (weights loaded with ``weights_only=True``)."""
+        src = Path(directory)
+        if not (src / "weights.pt").is_file():
+            raise DataError(f"{src}: not a saved model (weights.pt missing)")
+        model = cls(load_config(src / "config.yaml"))
+        n = len(model.task_names)
+        model.mpnn = model._build_mpnn(np.zeros(n), np.ones(n))
+        model.mpnn.load_state_dict(torch.load(src / "weights.pt", map_location="cpu", weights_only=True))
+        model.mpnn.eval()
+        info_path = src / "training.json"
+        if info_path.is_file():
+            info = json.loads(info_path.read_text())
+            model.best_score = info.get("best_score")
+            model.best_epoch = info.get("best_epoch")
+            model.epochs_trained = info.get("epochs_trained", 0)
+            model.fit_seconds = info.get("fit_seconds", 0.0)
+            model.history = info.get("history", [])
+            model.sampler_history = info.get("sampler_history", [])
+            model.curriculum_history = [tuple(h) for h in info.get("curriculum_history", [])]
+        return model
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _labelled(
+    data: MultitaskDataset | pd.DataFrame, smiles_col: str, task_names: Sequence[str]
+) -> tuple[list[str], np.ndarray]:
+    if isinstance(data, MultitaskDataset):
+        index = [data.task_names.index(t) if t in data.task_names else -1 for t in task_names]
+        Y = np.column_stack([data.Y[:, j] if j >= 0 else np.full(len(data), np.nan) for j in index])
+        return list(data.smiles), Y
+    if smiles_col not in data.columns:
+        raise DataError(f"missing SMILES column {smiles_col!r}; columns: {list(data.columns)}")
+    present = [t for t in task_names if t in data.columns]
+    if not present:
+        raise DataError(f"no task column among {list(task_names)}; columns: {list(data.columns)}")
+    Y = np.column_stack(
+        [
+            pd.to_numeric(data[t], errors="coerce").to_numpy(dtype=float)
+            if t in data.columns
+            else np.full(len(data), np.nan)
+            for t in task_names
+        ]
+    )
+    return list(data[smiles_col]), Y

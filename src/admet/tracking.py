@@ -1,0 +1,238 @@
+"""MLflow tracking for models and ensembles that never loses a trained model.
+
+:class:`RunTracker` wraps ``MlflowClient``: an ensemble parent run, one nested run per
+member (with Lightning's ``MLFlowLogger`` attached for per-epoch metrics), params,
+final metrics and artifacts. Every MLflow call goes through :meth:`RunTracker._safe`: a
+failure (server down, bad URI) is logged once as a warning and tracking is switched off
+for the rest of the run, so training always finishes.
+
+The tracking URI comes from the config, then ``MLFLOW_TRACKING_URI``, then an embedded
+SQLite store ``mlflow.db`` in the working directory (artifacts in ``mlartifacts/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from admet.paths import home
+from admet.redact import mask_url
+
+__all__ = ["RunTracker", "default_tracking_uri", "flatten", "resolve_tracking_uri"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_PARAM_LENGTH = 500
+
+
+def default_tracking_uri() -> str:
+    """The embedded store: ``sqlite:///<working dir>/mlflow.db``."""
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"a.b.c": value}`` (lists kept as values)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _artifact_location(experiment: str) -> str:
+    return (home() / "mlartifacts" / experiment).as_uri()
+
+
+class RunTracker:
+    """Best-effort MLflow logging for one training job (disabled when ``enabled`` is False)."""
+
+    def __init__(self, enabled: bool, tracking_uri: str | None, experiment_name: str) -> None:
+        self.enabled = enabled
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.experiment_name = experiment_name
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._ended: set[str] = set()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _safe(self, what: str, fn: Callable[[], T]) -> T | None:
+        if not self.enabled:
+            return None
+        try:
+            return fn()
+        except Exception as exc:
+            logger.warning(
+                "MLflow unavailable (%s at %s): %s; continuing without tracking",
+                what,
+                mask_url(self.tracking_uri),
+                str(exc).splitlines()[0][:200],
+            )
+            self.enabled = False
+            return None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            _check_reachable(self.tracking_uri)
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def experiment_id(self) -> str | None:
+        def get() -> str:
+            if self._experiment_id is None:
+                exp = self.client.get_experiment_by_name(self.experiment_name)
+                if exp is None:
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment_name, artifact_location=_artifact_location(self.experiment_name)
+                    )
+                else:
+                    self._experiment_id = exp.experiment_id
+            return self._experiment_id
+
+        return self._safe("experiment", get)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(
+        self, name: str, parent_id: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> str | None:
+        """Create a run (nested under ``parent_id``); returns its id or None when disabled."""
+        exp = self.experiment_id()
+        if exp is None:
+            return None
+        all_tags = dict(tags or {})
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = self._safe("create run", lambda: self.client.create_run(exp, run_name=name, tags=all_tags))
+        return None if run is None else run.info.run_id
+
+    def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
+        if run_id is None:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        self._safe("log params", lambda: self.client.log_batch(run_id, params=items))
+
+    def log_metrics(self, run_id: str | None, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if run_id is None:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(_metric_key(k), float(v), now, step or 0)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        self._safe("log metrics", lambda: self.client.log_batch(run_id, metrics=items))
+
+    def log_artifact(
+        self, run_id: str | None, path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
+        if run_id is None:
+            return
+        path = Path(path)
+        if path.is_dir():
+            self._safe("log artifacts", lambda: self.client.log_artifacts(run_id, str(path), artifact_path))
+        else:
+            self._safe("log artifact", lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+
+    def set_tags(self, run_id: str | None, tags: Mapping[str, str]) -> None:
+        if run_id is None:
+            return
+        for k, v in tags.items():
+            self._safe("set tag", lambda k=k, v=v: self.client.set_tag(run_id, k, str(v)))
+
+    def end_run(self, run_id: str | None, status: str = "FINISHED") -> None:
+        """End a run once (a later call, e.g. error cleanup, leaves its status alone)."""
+        if run_id is None or run_id in self._ended:
+            return
+        self._ended.add(run_id)
+        self._safe("end run", lambda: self.client.set_terminated(run_id, status))
+
+    def lightning_logger(self, run_id: str | None) -> Any:
+        """Lightning's ``MLFlowLogger`` bound to an existing run (None when disabled)."""
+        if run_id is None or not self.enabled:
+            return None
+        return self._safe(
+            "lightning logger",
+            lambda: _safe_mlflow_logger_class()(
+                experiment_name=self.experiment_name, tracking_uri=self.tracking_uri, run_id=run_id
+            ),
+        )
+
+    @contextmanager
+    def artifact_dir(self) -> Iterator[Path]:
+        """A scratch directory for files that are logged as artifacts and then discarded."""
+        with tempfile.TemporaryDirectory(prefix="admet-mlflow-") as tmp:
+            yield Path(tmp)
+
+
+def _safe_mlflow_logger_class() -> type:
+    """Lightning's ``MLFlowLogger`` whose logging calls turn MLflow errors into one warning
+    and then stop logging, so a tracking server going down mid-training never fails the fit."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class SafeMLFlowLogger(MLFlowLogger):
+        _broken = False
+
+        def _guard(self, what: str, fn: Callable[[], Any]) -> None:
+            if self._broken:
+                return
+            try:
+                fn()
+            except Exception as exc:
+                self._broken = True
+                logger.warning("MLflow logging stopped (%s): %s", what, str(exc).splitlines()[0][:200])
+
+        def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+            self._guard("metrics", lambda: MLFlowLogger.log_metrics(self, metrics, step))
+
+        def log_hyperparams(self, params: Any) -> None:
+            self._guard("params", lambda: MLFlowLogger.log_hyperparams(self, params))
+
+        def finalize(self, status: str = "success") -> None:
+            # the tracker ends the run itself, with the member's final metrics
+            self._guard("finalize", lambda: None)
+
+    return SafeMLFlowLogger
+
+
+def _check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast on an HTTP tracking server that does not accept connections: MLflow's own
+    client would retry with backoff for minutes before giving up."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    with socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout):
+        pass
+
+
+def _metric_key(key: str) -> str:
+    """MLflow allows alphanumerics, ``_ - . space : /``; anything else becomes ``_``."""
+    return "".join(c if c.isalnum() or c in "_-. :/" else "_" for c in key)

@@ -1,0 +1,109 @@
+"""Units of the HPO service: pruning reports, storage retries, direction checks, legacy mapping."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import pytest
+from conftest import tiny_overrides
+from sqlalchemy.exc import OperationalError
+
+from admet.config import load_config
+from admet.data.training import holdout_split, load_training_data
+from admet.errors import ConfigError
+from admet.hpo.objective import TrialPruningCallback
+from admet.hpo.runner import create_or_load_study
+from admet.hpo.spec import load_study_spec
+from admet.hpo.storage import _retrying
+from admet.model.model import ChempropModel
+
+
+def test_pruning_callback_reports_each_epochs_own_value(synthetic_csv):
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    model = ChempropModel.from_config({}, tiny_overrides(synthetic_csv))
+    data = load_training_data(model.config)
+    tr, va = holdout_split(data, 5, "random", 0)
+    model.fit(data.subset(tr), data.subset(va), callbacks=[TrialPruningCallback(trial)])
+    frozen = study.trials[0]
+    reported = [frozen.intermediate_values[e] for e in sorted(frozen.intermediate_values)]
+    assert sorted(frozen.intermediate_values) == [0, 1, 2]
+    assert reported == pytest.approx([row["val/mae_macro"] for row in model.history])
+
+
+def test_pruning_callback_prunes_when_the_pruner_says_so(synthetic_csv):
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    study = optuna.create_study(pruner=Always())
+    model = ChempropModel.from_config({}, tiny_overrides(synthetic_csv))
+    data = load_training_data(model.config)
+    tr, va = holdout_split(data, 5, "random", 0)
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 0"):
+        model.fit(data.subset(tr), data.subset(va), callbacks=[TrialPruningCallback(study.ask())])
+
+
+class _Flaky:
+    url = "postgresql://u@db.example:5432/x"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+        class _Engine:
+            def dispose(self) -> None:
+                pass
+
+        self.engine = _Engine()
+
+    def call(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            try:
+                raise OperationalError("select 1", {}, Exception("server closed the connection"))
+            except OperationalError as exc:  # Optuna wraps driver errors like this
+                raise optuna.exceptions.StorageInternalError("wrapped") from exc
+        return "ok"
+
+
+def test_storage_calls_are_retried_through_optunas_wrapper(monkeypatch):
+    monkeypatch.setattr("admet.hpo.storage.time.sleep", lambda s: None)
+    flaky = _Flaky(failures=3)
+    wrapped = _retrying(type(flaky).call, budget=60)
+    assert wrapped(flaky) == "ok" and flaky.calls == 4
+    never = _Flaky(failures=10**6)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        _retrying(type(never).call, budget=5)(never)
+
+
+def test_changed_directions_are_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = load_study_spec("joint_sampling")
+    create_or_load_study(spec, url)
+    spec.objectives, spec.directions = ["cv_mae_macro", "sparse_tasks_mae"], ["minimize", "minimize"]
+    with pytest.raises(ConfigError, match="use a new study name"):
+        create_or_load_study(spec, url)
+
+
+def test_legacy_curriculum_only_keeps_curriculum_only_sampling():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cfg = load_config({"curriculum": {"enabled": True, "qualities": ["high", "medium"]}})
+        both = load_config(
+            {
+                "curriculum": {"enabled": True, "qualities": ["high", "medium"]},
+                "optimization": {"task_sampling_alpha": 0.4},
+            }
+        )
+    js = cfg.joint_sampling
+    assert js.enabled and js.task_oversampling.alpha == 0.0 and js.composition_mode == "multiplicative"
+    assert both.joint_sampling.task_oversampling.alpha == 0.4
+    assert both.joint_sampling.composition_mode == "two_stage"
+    with (
+        pytest.raises(ConfigError, match=r"conflicts with joint_sampling\.enabled=false"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", DeprecationWarning)
+        load_config({"curriculum": {"enabled": True}, "joint_sampling": {"enabled": False}})

@@ -1,0 +1,131 @@
+"""ChempropModel: real (tiny) Chemprop training on the joint sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_overrides
+from lightning.pytorch.callbacks import Callback
+
+from admet.data.training import holdout_split, load_training_data
+from admet.model.metrics import regression_metrics, task_metrics
+from admet.model.model import ChempropModel, TrainingDivergedError
+from admet.sampling import CurriculumState, JointSampler
+
+
+def _fit(csv, **extra) -> tuple[ChempropModel, object, object]:
+    model = ChempropModel.from_config({}, tiny_overrides(csv, **extra))
+    data = load_training_data(model.config)
+    tr, va = holdout_split(data, 5, "random", 0)
+    model.fit(data.subset(tr), data.subset(va))
+    return model, data.subset(tr), data.subset(va)
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_csv):
+    return _fit(synthetic_csv)
+
+
+def test_training_records_history_sampler_stats_and_quality_metrics(trained):
+    model, _, _ = trained
+    assert model.epochs_trained == 3
+    last = model.history[-1]
+    for key in (
+        "train_loss_epoch",
+        "val_loss",
+        "val/mae_macro",
+        "val/mae/logP",
+        "val/mae/high",
+        "val/mae/medium",
+        "sampler/entropy",
+        "sampler/task_share/MW",
+        "curriculum/phase",
+    ):
+        assert key in last, key
+    # the sampler's epoch follows the trainer's: one statistics row per epoch 0, 1, 2
+    assert [r["epoch"] for r in model.sampler_history] == [0, 1, 2]
+    assert model.sampler_history[0]["phase"] == "warmup"
+    assert model.best_score == pytest.approx(min(r["val/mae_macro"] for r in model.history))
+
+
+def test_deterministic_on_cpu(synthetic_csv, trained):
+    model, _, val = trained
+    again, _, _ = _fit(synthetic_csv)
+    np.testing.assert_array_equal(model.predict_array(val.smiles), again.predict_array(val.smiles))
+    different, _, _ = _fit(synthetic_csv, optimization__seed=7)
+    assert not np.array_equal(model.predict_array(val.smiles), different.predict_array(val.smiles))
+
+
+def test_save_load_reproduces_predictions_exactly(trained, tmp_path):
+    model, _, val = trained
+    model.save(tmp_path / "m")
+    state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    loaded = ChempropModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_array(val.smiles), model.predict_array(val.smiles))
+    assert loaded.config == model.config and loaded.best_epoch == model.best_epoch
+
+
+def test_predict_and_evaluate(trained):
+    model, _, val = trained
+    frame = model.predict(val.smiles[:4])
+    assert list(frame.columns) == ["logP", "TPSA", "MW"] and len(frame) == 4
+    metrics = model.evaluate(val)
+    assert set(metrics) == {"logP", "TPSA", "MW", "macro"}
+    assert metrics["logP"]["n"] == int(np.isfinite(val.Y[:, 0]).sum())
+    assert metrics["macro"]["mae"] == pytest.approx(
+        np.mean([metrics[t]["mae"] for t in ("logP", "TPSA", "MW")])
+    )
+
+
+def test_sampler_priority(synthetic_csv):
+    data = load_training_data(ChempropModel.from_config({}, tiny_overrides(synthetic_csv)).config)
+    joint = ChempropModel.from_config({}, tiny_overrides(synthetic_csv)).build_sampler(data)
+    assert isinstance(joint, JointSampler) and isinstance(joint.curriculum_state, CurriculumState)
+    with pytest.warns(DeprecationWarning):
+        legacy = ChempropModel.from_config(
+            {"optimization": {"task_sampling_alpha": 0.3}},
+            [o for o in tiny_overrides(synthetic_csv) if not o.startswith("joint_sampling")],
+        )
+    sampler = legacy.build_sampler(data)
+    assert sampler.composition_mode == "two_stage" and sampler.task_alpha == 0.3
+    assert sampler.curriculum_state is None
+    plain = ChempropModel.from_config({}, tiny_overrides(synthetic_csv, joint_sampling__enabled=False))
+    assert plain.build_sampler(data) is None
+
+
+def test_plain_shuffle_and_multiplicative_train(synthetic_csv):
+    for extra in (
+        {"joint_sampling__enabled": False},
+        {"joint_sampling__composition_mode": "multiplicative", "optimization__criterion": "mse"},
+    ):
+        model, _, val = _fit(synthetic_csv, optimization__max_epochs=1, **extra)
+        assert np.isfinite(model.best_score) and model.predict_array(val.smiles[:2]).shape == (2, 3)
+
+
+class _PoisonWeights(Callback):
+    def on_train_start(self, trainer, pl_module):
+        with torch.no_grad():
+            for p in pl_module.parameters():
+                p.fill_(float("nan"))
+
+
+def test_nan_training_raises_diverged(synthetic_csv):
+    model = ChempropModel.from_config({}, tiny_overrides(synthetic_csv, optimization__max_epochs=2))
+    data = load_training_data(model.config)
+    tr, va = holdout_split(data, 5, "random", 0)
+    with pytest.raises(TrainingDivergedError, match="no finite val/mae_macro"):
+        model.fit(data.subset(tr), data.subset(va), callbacks=[_PoisonWeights()])
+
+
+def test_metrics_against_hand_computation():
+    t = np.array([1.0, 2.0, 3.0, np.nan])
+    p = np.array([1.5, 2.0, 2.0, 9.0])
+    m = task_metrics(t, p)
+    assert m["n"] == 3 and m["mae"] == pytest.approx(0.5)
+    assert m["rmse"] == pytest.approx(np.sqrt((0.25 + 0 + 1) / 3))
+    assert m["r2"] == pytest.approx(1 - 1.25 / 2)
+    assert m["pearson_r"] == pytest.approx(np.corrcoef(t[:3], p[:3])[0, 1])
+    macro = regression_metrics(np.column_stack([t, t]), np.column_stack([p, t]), ["a", "b"])["macro"]
+    assert macro["mae"] == pytest.approx(0.25) and macro["n"] == 6

@@ -1,0 +1,194 @@
+"""The one-way layering config -> data/sampling -> model -> hpo -> benchmark, read off the
+source: every ``admet`` import of every module (top-level and inside functions) must point
+to a layer its own layer may use, and the module-level import graph has no cycle."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import admet
+
+SRC = Path(admet.__file__).parent
+# Foundation modules every layer may use; they import nothing from admet but each other.
+BASE = {"errors", "paths", "redact", "_lazy"}
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "_lazy": set(),
+    "paths": set(),
+    "redact": set(),
+    "tracking": BASE,
+    "config": {"errors", "_lazy"},
+    "data": BASE | {"config"},
+    "sampling": BASE | {"config"},
+    "model": BASE | {"config", "data", "sampling", "tracking"},
+    "hpo": BASE | {"config", "data", "sampling", "model", "tracking"},
+    "benchmark": BASE | {"config", "data", "model", "hpo"},
+    # the console script dispatches to every area's __main__
+    "cli": {"config", "data", "model", "hpo", "benchmark"},
+    "__init__": set(),
+}
+# The deprecated admet.model.chemprop shim maps old names to new homes by string only.
+SHIM = "admet.model.chemprop"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> Iterator[tuple[str, Path]]:
+    for path in sorted(SRC.rglob("*.py")):
+        yield module_name(path), path
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def admet_imports(path: Path, module: str, top_level_only: bool = False) -> Iterator[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "admet":
+                    yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "admet":
+                continue
+            # ``from admet.x import y`` may import submodule ``admet.x.y``
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                yield (
+                    node.lineno,
+                    sub
+                    if (SRC.parent / sub.replace(".", "/")).exists()
+                    or (SRC.parent / (sub.replace(".", "/") + ".py")).exists()
+                    else target,
+                )
+
+
+def test_every_import_follows_the_layer_rules():
+    problems = []
+    for module, path in modules():
+        if module.startswith(SHIM):
+            continue
+        own = layer(module)
+        assert own in ALLOWED, f"{module}: module outside the known layers; add it to ALLOWED"
+        for line, target in admet_imports(path, module):
+            other = layer(target)
+            if other != own and other not in ALLOWED[own]:
+                problems.append(f"{path.relative_to(SRC.parent)}:{line}: {own} -> {other} ({target})")
+            if target.startswith(SHIM):
+                problems.append(f"{path.relative_to(SRC.parent)}:{line}: imports the deprecated shim")
+    assert not problems, "imports against the layer rules:\n" + "\n".join(problems)
+
+
+def test_the_rule_checker_sees_a_violation(tmp_path):
+    """The checker is not vacuous: an upward import is reported."""
+    bad = tmp_path / "admet" / "config" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("def f():\n    from admet.model import ChempropModel\n")
+    found = [t for _, t in admet_imports(bad, "admet.config.bad")]
+    assert found == ["admet.model"] and layer(found[0]) not in ALLOWED["config"]
+
+
+def test_module_level_imports_have_no_cycle():
+    graph = {}
+    names = {m for m, _ in modules()}
+    for module, path in modules():
+        deps = set()
+        for _, target in admet_imports(path, module, top_level_only=True):
+            while target not in names and "." in target:
+                target = target.rpartition(".")[0]
+            if target != module:
+                deps.add(target)
+        graph[module] = deps
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in graph.get(node, ()):
+            # a package's __init__ importing its own submodules is not a cycle
+            if dep.startswith(node + "."):
+                continue
+            if state.get(dep) == 1:
+                pytest.fail("import cycle: " + " -> ".join([*stack, node, dep]))
+            if dep not in state:
+                visit(dep, [*stack, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_config_and_sampling_do_not_import_lightning(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "joint_sampling:\n  enabled: true\n  curriculum:\n    enabled: true\nensemble:\n  n_members: 2\n"
+    )
+    code = (
+        "import sys, admet.config\n"
+        f"cfg = admet.config.load_config({str(cfg)!r})\n"
+        "assert cfg.joint_sampling.curriculum.enabled\n"
+        "heavy = sorted(m for m in ('lightning', 'torch', 'chemprop') if m in sys.modules)\n"
+        "import admet.sampling\n"
+        "light = 'lightning' in sys.modules or 'lightning.pytorch' in sys.modules\n"
+        "print(heavy, light)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "False"], out.stdout
+
+
+def test_old_import_paths_still_work_and_warn_once():
+    code = (
+        "import warnings\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from admet.model.chemprop import JointSampler\n"
+        "    from admet.model.chemprop.model import ChempropModel, TrainingDivergedError\n"
+        "    from admet.model.chemprop.curriculum import CurriculumCallback, phases_for\n"
+        "    from admet.model.chemprop.mlflow_tracking import mask_uri\n"
+        "import admet.model, admet.sampling, admet.errors, admet.redact\n"
+        "assert JointSampler is admet.sampling.JointSampler\n"
+        "assert ChempropModel is admet.model.ChempropModel\n"
+        "assert TrainingDivergedError is admet.errors.TrainingDivergedError\n"
+        "assert CurriculumCallback is admet.model.CurriculumCallback\n"
+        "assert mask_uri is admet.redact.mask_url\n"
+        "dep = [w for w in caught if issubclass(w.category, DeprecationWarning)\n"
+        "       and 'admet.model.chemprop' in str(w.message)]\n"
+        "print(len(dep))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("package", ["config", "data", "sampling", "model", "hpo", "benchmark"])
+def test_public_names_are_declared_and_resolve(package):
+    import importlib
+
+    mod = importlib.import_module(f"admet.{package}")
+    names = getattr(mod, "__all__", None)
+    assert names, f"admet.{package} declares no __all__"
+    for name in names:
+        assert getattr(mod, name) is not None, f"admet.{package}.{name}"

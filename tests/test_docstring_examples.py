@@ -13,6 +13,7 @@ LIGHT = [
     "admet.config.phases",
     "admet.sampling.curriculum",
     "admet.sampling.joint",
+    "admet.data.packed",
 ]
 # these train real (tiny) models
 HEAVY = ["admet.model.ensemble", "admet.hpo.runner"]

@@ -13,6 +13,7 @@ import copy
 import difflib
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass
@@ -291,9 +292,11 @@ def _validate(cfg: ChempropConfig) -> None:
     for name in ("warmup_epochs", "patience", "num_workers"):
         if getattr(opt, name) < 0:
             raise ConfigError(f"optimization.{name} must be >= 0, got {getattr(opt, name)}")
-    if opt.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+    if opt.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps") and not re.fullmatch(
+        r"cuda:\d+", str(opt.accelerator)
+    ):
         raise ConfigError(
-            f"optimization.accelerator must be auto, cpu, gpu, cuda or mps, got {opt.accelerator!r}"
+            f"optimization.accelerator must be auto, cpu, gpu, cuda, cuda:K or mps, got {opt.accelerator!r}"
         )
     if not (opt.init_lr > 0 and opt.max_lr > 0 and opt.final_lr > 0):
         raise ConfigError("optimization learning rates must be positive")

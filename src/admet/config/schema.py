@@ -81,7 +81,12 @@ class OptimizationConfig:
     criterion: str = "mae"  # mae | mse
     # Per-task loss weights, aligned with data.target_cols (None: all 1).
     task_weights: list[float] | None = None
-    accelerator: str = "auto"  # auto picks CUDA when available, else CPU
+    # auto: the first visible GPU when CUDA is available, else the CPU; cuda:K pins GPU K
+    # (or run one worker per GPU with CUDA_VISIBLE_DEVICES=K). The training set is packed
+    # onto that device once per fit.
+    accelerator: str = "auto"
+    # Accepted for legacy configs and ignored: batches are gathered in-process from the
+    # packed graphs, which is faster than DataLoader worker processes.
     num_workers: int = 0
 
 

@@ -273,7 +273,8 @@ class ChempropEnsemble:
                 max_workers=n_jobs,
                 mp_context=ctx,
                 initializer=_receive_graphs,
-                initargs=(packed, self.config.data.featurization_cache_dir),
+                # split the cores between the workers instead of each taking all of them
+                initargs=(packed, self.config.data.featurization_cache_dir, max(1, _cpus() // n_jobs)),
             ) as pool:
                 futures = {
                     m: pool.submit(
@@ -398,8 +399,19 @@ class ChempropEnsemble:
         return ens
 
 
-def _receive_graphs(packed: dict[str, np.ndarray], cache_dir: str | None) -> None:
-    """Worker initializer: fill this process's featurisation cache from the parent's graphs."""
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _receive_graphs(packed: dict[str, np.ndarray], cache_dir: str | None, threads: int) -> None:
+    """Worker initializer: fill this process's featurisation cache from the parent's graphs
+    and take its share of the CPU threads (members on one GPU share the host's cores too)."""
+    import torch
+
+    torch.set_num_threads(threads)
     default_cache(cache_dir).add(unpack_graphs(packed))
 
 

@@ -1,9 +1,12 @@
 """ChempropModel: one multi-task Chemprop v2 model trained on the joint sampler.
 
-Built from Chemprop's own parts (its featurizer through the shared cache, ``MoleculeDataset``,
-``collate_batch``, ``build_dataloader``, ``BondMessagePassing``, aggregation,
+Built from Chemprop's own parts (its featurizer through the shared cache, its
+``BatchMolGraph`` and ``TrainingBatch``, ``BondMessagePassing``, aggregation,
 ``RegressionFFN`` with its target ``UnscaleTransform``, the Noam-like LR schedule of
-``MPNN``) and Lightning's ``Trainer``, ``EarlyStopping`` and ``ModelCheckpoint``.
+``MPNN``) and Lightning's ``Trainer``, ``EarlyStopping`` and ``ModelCheckpoint``. Batches
+are gathered from the training set packed once into flat tensors on the training device
+(:mod:`admet.data.packed`), the same batches ``collate_batch`` would build, without its
+per-molecule Python work on every step.
 
 Targets are standardised on the training split only; the loss is masked for missing
 labels (Chemprop's criterion), optionally weighted per task. Early stopping and the best
@@ -31,14 +34,15 @@ import numpy as np
 import pandas as pd
 import torch
 from chemprop import nn as cnn
-from chemprop.data import build_dataloader, collate_batch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader
+from sklearn.preprocessing import StandardScaler
 
 from admet.config import ChempropConfig, CurriculumPhaseConfig, load_config, save_config
-from admet.data import MultitaskDataset, build_molecule_dataset, canonical_smiles, default_cache
-from admet.errors import DataError, TrainingDivergedError
+from admet.data import MultitaskDataset, canonical_smiles, default_cache
+from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
+from admet.errors import ConfigError, DataError, TrainingDivergedError
 from admet.model.callbacks import CurriculumCallback, EpochHistory, SamplerStatsCallback
+from admet.model.layers import AGGREGATIONS, BondMessagePassing
 from admet.model.metrics import regression_metrics
 from admet.model.mpnn import MONITOR, MultitaskMPNN
 from admet.sampling import CurriculumState, JointSampler
@@ -47,9 +51,11 @@ __all__ = ["ChempropModel"]
 
 logger = logging.getLogger(__name__)
 
-_AGGREGATIONS = {"mean": cnn.MeanAggregation, "sum": cnn.SumAggregation, "norm": cnn.NormAggregation}
 _CRITERIA = {"mae": cnn.metrics.MAE, "mse": cnn.metrics.MSE}
 PREDICT_BATCH_SIZE = 256
+# Optimiser steps per training-loader item: Lightning's per-item hooks are paid once per
+# this many batches (each batch is still its own optimiser and scheduler step).
+STEPS_PER_LOADER_ITEM = 8
 
 # Lightning's chatter about workers and devices is noise for CPU training of small models.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -131,10 +137,17 @@ class ChempropModel:
             task_names=self.task_names,
         )
 
+    def _packed(
+        self, smiles: Sequence[str], Y: np.ndarray | None, device: torch.device
+    ) -> PackedMoleculeDataset:
+        """The molecules' cached graphs packed into flat tensors on ``device``."""
+        graphs = PackedGraphs.from_graphs(self.cache.graphs(list(smiles)))
+        return PackedMoleculeDataset(graphs.to(device), Y)
+
     def _build_mpnn(self, mean: np.ndarray, scale: np.ndarray) -> MultitaskMPNN:
         m, opt = self.config.model, self.config.optimization
         featurizer = self.cache.featurizer
-        mp = cnn.BondMessagePassing(
+        mp = BondMessagePassing(
             d_v=featurizer.atom_fdim,
             d_e=featurizer.bond_fdim,
             d_h=m.message_hidden_dim,
@@ -158,7 +171,7 @@ class ChempropModel:
         warmup = min(opt.warmup_epochs, max(opt.max_epochs - 1, 0))
         return MultitaskMPNN(
             mp,
-            _AGGREGATIONS[m.aggregation](),
+            AGGREGATIONS[m.aggregation](),
             ffn,
             batch_norm=m.batch_norm,
             warmup_epochs=warmup,
@@ -187,30 +200,25 @@ class ChempropModel:
         cfg, opt = self.config, self.config.optimization
         start = time.perf_counter()
         pl.seed_everything(opt.seed, workers=True, verbose=False)
-        train_ds = build_molecule_dataset(train.smiles, train.Y, self.cache)
-        val_ds = build_molecule_dataset(val.smiles, val.Y, self.cache)
-        scaler = train_ds.normalize_targets()
-        val_ds.normalize_targets(scaler)
+        device = resolve_device(opt.accelerator)
+        # Chemprop's target scaling: sklearn's StandardScaler fitted on the training split
+        # (NaN-aware), the inverse applied by the model's UnscaleTransform.
+        scaler = StandardScaler().fit(train.Y)
         mean = np.nan_to_num(scaler.mean_, nan=0.0)
         scale = np.nan_to_num(scaler.scale_, nan=1.0)
+        train_ds = self._packed(train.smiles, (train.Y - mean) / scale, device)
+        val_ds = self._packed(val.smiles, (val.Y - mean) / scale, device)
 
         sampler = self.build_sampler(train)
         bs = opt.batch_size
-        if sampler is None:
-            train_loader = build_dataloader(train_ds, bs, opt.num_workers, seed=opt.seed, shuffle=True)
-        else:
-            train_loader = DataLoader(
-                train_ds,
-                bs,
-                sampler=sampler,
-                collate_fn=collate_batch,
-                num_workers=opt.num_workers,
-                drop_last=len(sampler) % bs == 1,  # a batch of one breaks batch norm
-            )
-        val_loader = build_dataloader(val_ds, bs, opt.num_workers, shuffle=False, drop_last=False)
+        train_loader = packed_dataloader(
+            train_ds, bs, sampler=sampler, shuffle=True, seed=opt.seed, group=STEPS_PER_LOADER_ITEM
+        )
+        val_loader = packed_dataloader(val_ds, bs, drop_last=False)
 
         self.mpnn = mpnn = self._build_mpnn(mean, scale)
         mpnn.set_validation_info(self.task_names, val.quality)
+        mpnn.steps_per_epoch = train_loader.sampler.n_batches
         history = EpochHistory()
         with tempfile.TemporaryDirectory(prefix="admet-ckpt-") as ckpt_dir:
             checkpoint = ModelCheckpoint(
@@ -244,15 +252,16 @@ class ChempropModel:
             all_callbacks.extend(callbacks)
             trainer = pl.Trainer(
                 max_epochs=opt.max_epochs,
-                accelerator=opt.accelerator,
-                devices=1,
-                deterministic=True,
+                accelerator=device.type,
+                devices=[device.index or 0] if device.type == "cuda" else 1,
+                # CPU: bitwise reproducible; CUDA's scatter kernels have no deterministic variant
+                deterministic=True if device.type == "cpu" else "warn",
                 logger=logger if logger is not None else False,
                 callbacks=all_callbacks,
                 enable_progress_bar=progress,
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
-                log_every_n_steps=1,
+                log_every_n_steps=1,  # nothing is logged per step (see MultitaskMPNN)
                 default_root_dir=ckpt_dir,
             )
             trainer.fit(mpnn, train_loader, val_loader)
@@ -299,13 +308,11 @@ class ChempropModel:
         mpnn = self._require_trained()
         if not smiles:
             return np.empty((0, len(self.task_names)))
-        ds = build_molecule_dataset(smiles, None, self.cache)
-        loader = build_dataloader(ds, PREDICT_BATCH_SIZE, shuffle=False, drop_last=False)
+        ds = self._packed(smiles, None, mpnn.device)
         mpnn.eval()
         out = []
         with torch.inference_mode():
-            for batch in loader:
-                batch.bmg.to(mpnn.device)  # in place
+            for batch in packed_dataloader(ds, PREDICT_BATCH_SIZE, drop_last=False):
                 out.append(mpnn(batch.bmg, batch.V_d, batch.X_d).cpu())
         return torch.cat(out).double().numpy()
 
@@ -363,6 +370,20 @@ class ChempropModel:
             model.sampler_history = info.get("sampler_history", [])
             model.curriculum_history = [tuple(h) for h in info.get("curriculum_history", [])]
         return model
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    """The device a fit runs on: ``auto`` is the first visible GPU when CUDA is available,
+    else the CPU; ``cpu``/``gpu``/``cuda``/``cuda:K`` as named."""
+    name = str(accelerator).lower()
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if name in ("gpu", "cuda"):
+        return torch.device("cuda:0")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"optimization.accelerator: unknown device {accelerator!r}") from None
 
 
 def _json_default(value: Any) -> Any:

@@ -7,6 +7,11 @@ criterion, used by the curriculum) and adds, from the same forward pass:
 ``val/mae_macro`` and ``val/rmse_macro`` (unweighted means over tasks, in original units;
 the early-stopping and checkpoint monitor), ``val/mae/<task>`` per task, and
 ``val/mae/<quality>`` per quality tier when the validation set has quality labels.
+
+Training computes Chemprop's loss (the criterion's unreduced loss, masked and weighted,
+summed over the batch's labels) without a per-step ``log``: the epoch's loss sum and label
+count accumulate on the device and ``train_loss_epoch`` is logged once per epoch, so a step
+never waits for the device or for Lightning's logging.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from chemprop.data import TrainingBatch
 from chemprop.models import MPNN
+from chemprop.schedulers import build_NoamLike_LRSched
 
+from admet.model.layers import SIZED_AGGREGATIONS
 from admet.model.metrics import regression_metrics
 
 __all__ = ["MONITOR", "MultitaskMPNN"]
@@ -38,6 +46,84 @@ class MultitaskMPNN(MPNN):
         self.task_names = list(task_names)
         self.val_quality = None if val_quality is None else np.asarray(val_quality, dtype=object)
         self.last_val_metrics: dict[str, dict[str, float]] = {}
+
+    def fingerprint(
+        self, bmg, V_d: torch.Tensor | None = None, X_d: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Chemprop's fingerprint; our aggregations are told the batch size (no device sync)."""
+        H_v = self.message_passing(bmg, V_d)
+        if isinstance(self.agg, SIZED_AGGREGATIONS):
+            H = self.agg(H_v, bmg.batch, len(bmg))
+        else:
+            H = self.agg(H_v, bmg.batch)
+        H = self.bn(H)
+        return H if X_d is None else torch.cat((H, self.X_d_transform(X_d)), dim=1)
+
+    # Manual optimisation: a training "batch" from the loader may be a group of batches
+    # (admet.data.packed), each its own optimiser and LR-scheduler step, exactly as Lightning's
+    # automatic loop would take them, but with Lightning's per-call hooks paid once per group.
+    automatic_optimization = False
+    steps_per_epoch: int | None = None  # optimiser steps per epoch (for the LR schedule)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):  # type: ignore[override]
+        """A Chemprop ``TrainingBatch`` (or a list of them) moved field by field; one
+        gathered on the device already (:mod:`admet.data.packed`) passes as is. Lightning's
+        generic transfer walks the batch's dataclasses recursively, milliseconds per step."""
+        if isinstance(batch, list) and all(isinstance(b, TrainingBatch) for b in batch):
+            return [self._to(b, device) for b in batch]
+        if isinstance(batch, TrainingBatch):
+            return self._to(batch, device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    @staticmethod
+    def _to(batch: TrainingBatch, device: torch.device) -> TrainingBatch:
+        if batch.bmg.V.device == device:
+            return batch
+        batch.bmg.to(device)  # in place
+        return TrainingBatch(batch.bmg, *(None if t is None else t.to(device) for t in batch[1:]))
+
+    def configure_optimizers(self):  # type: ignore[override]
+        """Chemprop's Adam and Noam-like schedule, counted in optimiser steps (a loader item
+        may hold several of them)."""
+        opt = torch.optim.Adam(self.parameters(), self.init_lr)
+        steps = self.steps_per_epoch or self.trainer.num_training_batches
+        warmup = self.warmup_epochs * steps
+        cooldown = (self.trainer.max_epochs - self.warmup_epochs) * steps
+        sched = build_NoamLike_LRSched(opt, warmup, cooldown, self.init_lr, self.max_lr, self.final_lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._label_count = torch.zeros((), device=self.device)
+
+    def _loss(self, batch: TrainingBatch) -> torch.Tensor:
+        """Chemprop's criterion on one batch (masked, weighted mean over its labels)."""
+        bmg, V_d, X_d, targets, weights, lt_mask, gt_mask = batch
+        mask = targets.isfinite()
+        targets = targets.nan_to_num(nan=0.0)
+        preds = self.predictor.train_step(self.fingerprint(bmg, V_d, X_d))
+        crit = self.criterion
+        lt_mask = torch.zeros_like(mask) if lt_mask is None else lt_mask
+        gt_mask = torch.zeros_like(mask) if gt_mask is None else gt_mask
+        L = crit._calc_unreduced_loss(preds, targets, mask, weights, lt_mask, gt_mask)
+        total = (L * weights.view(-1, 1) * crit.task_weights * mask).sum()
+        count = mask.sum()
+        self._loss_sum += total.detach()
+        self._label_count += count
+        return total / count
+
+    def training_step(self, batch, batch_idx: int = 0) -> None:  # type: ignore[override]
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        for one in batch if isinstance(batch, list) else [batch]:
+            loss = self._loss(one)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            sched.step()
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train_loss_epoch", self._loss_sum / self._label_count.clamp(min=1))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep checkpoints to tensors and plain values so they load with

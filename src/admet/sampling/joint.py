@@ -84,10 +84,12 @@ class JointSampler(Sampler[int]):
         >>> sampler = JointSampler(Y, task_alpha=1.0, seed=0, log_weight_stats=False)
         >>> np.round(sampler.probabilities(), 4).tolist()
         [0.0833, 0.0833, 0.8333]
-        >>> len(list(sampler)), sampler.epoch  # one epoch: len(sampler) draws
-        (3, 1)
+        >>> epoch = sampler.draw_epoch()  # one multinomial draw of len(sampler) indices
+        >>> epoch.shape, sampler.epoch
+        (torch.Size([3]), 1)
 
-        In a ``DataLoader``, pass it as ``sampler=``.
+        In a ``DataLoader``, pass it as ``sampler=``; :func:`admet.data.packed_dataloader`
+        takes the whole epoch at once.
     """
 
     def __init__(
@@ -230,7 +232,9 @@ class JointSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self) -> Iterator[int]:
+    def draw_epoch(self) -> torch.Tensor:
+        """The next epoch's ``num_samples`` indices as one int64 tensor (one multinomial
+        draw); advances the epoch. Batch loaders take it whole instead of iterating."""
         epoch = self._epoch
         self._epoch += 1
         P = self.probabilities()
@@ -248,10 +252,10 @@ class JointSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(
             self.seed + epoch if self.increment_seed_per_epoch else self.seed
         )
-        draws = torch.multinomial(
-            torch.from_numpy(P), self.num_samples, replacement=True, generator=generator
-        )
-        return iter(draws.tolist())
+        return torch.multinomial(torch.from_numpy(P), self.num_samples, replacement=True, generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.draw_epoch().tolist())
 
     # -- observability --------------------------------------------------------------------
 

@@ -61,3 +61,18 @@ def test_grouped_steps_train_exactly_like_single_steps(synthetic_csv, monkeypatc
         return model.predict_array(data.smiles[:20])
 
     np.testing.assert_array_equal(fit(1), fit(5))
+
+
+def test_epoch_error_metrics_agree_with_the_full_metrics():
+    from admet.model.metrics import error_metrics, regression_metrics
+
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(60, 4))
+    P = Y + rng.normal(size=Y.shape) * 0.3
+    Y[rng.random(Y.shape) < 0.4] = np.nan
+    Y[:, 3] = np.nan
+    Y[0, 3] = 1.0  # one label: reported, not in the macro average
+    fast_m, full = error_metrics(Y, P, list("abcd")), regression_metrics(Y, P, list("abcd"))
+    for key in ("a", "b", "c", "d", "macro"):
+        for metric in ("mae", "rmse", "n"):
+            assert fast_m[key][metric] == pytest.approx(full[key][metric], rel=1e-12), (key, metric)

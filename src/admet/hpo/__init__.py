@@ -4,7 +4,8 @@ The parts, in the order data flows through them: :mod:`~admet.hpo.spec` (the stu
 :mod:`~admet.hpo.search_space` (one trial's parameters), :mod:`~admet.hpo.objective` (train
 and score an ensemble), :mod:`~admet.hpo.budget` (the shared trial budget),
 :mod:`~admet.hpo.storage` (RDB storage with heartbeat, retry of killed trials and of lost
-connections), :mod:`~admet.hpo.runner` (one worker), :mod:`~admet.hpo.mlflow_mirror`,
+connections), :mod:`~admet.hpo.runner` (one worker), :mod:`~admet.hpo.refit` (the best trial as a
+full-budget model), :mod:`~admet.hpo.mlflow_mirror`,
 :mod:`~admet.hpo.report`, :mod:`~admet.hpo.summary` and :mod:`~admet.hpo.dashboard`.
 Names are imported lazily: the CLI parses its arguments without importing torch.
 """
@@ -25,6 +26,7 @@ _EXPORTS = {
     "export_best": "admet.hpo.summary",
     "load_study_spec": "admet.hpo.spec",
     "open_storage": "admet.hpo.storage",
+    "refit": "admet.hpo.refit",
     "resolve_storage_url": "admet.hpo.storage",
     "run_worker": "admet.hpo.runner",
     "serve_dashboard": "admet.hpo.dashboard",

@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "trial counts, best value, running trials, ETA")
     best = add("best", "best trial(s) and their full run config")
     best.add_argument("--export", default=None, help="write the best run config YAML here")
+    refit = add("refit", "train the best (or a chosen) trial's config as a full-budget ensemble")
+    refit.add_argument("--trial", type=int, default=None, help="trial number (default: the best trial)")
+    refit.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
+    refit.add_argument("--max-epochs", type=int, default=None, help="default: the trial's")
+    refit.add_argument("--out", default=None, help="model folder (default: models/<study>-trial<N>)")
+    refit.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="run-config changes (not sampled keys)"
+    )
     report = add("report", "plots (HTML + PNG) and a markdown summary")
     report.add_argument("--out", required=True)
     sync = add("sync-mlflow", "mirror finished trials to MLflow (idempotent)")
@@ -140,6 +148,36 @@ def _best(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refit(args: argparse.Namespace) -> int:
+    from admet.hpo.refit import pick_trial, refit
+    from admet.paths import home
+
+    _, study = _load_study(args)
+    trial = pick_trial(study, args.trial)
+    out = args.out or home() / "models" / f"{study.study_name}-trial{trial.number}"
+    result = refit(
+        study,
+        out,
+        trial.number,
+        members=args.members,
+        max_epochs=args.max_epochs,
+        overrides=args.overrides,
+        progress=not args.quiet,
+    )
+    ens = result.ensemble
+    print(
+        f"refit trial {trial.number} (study value {trial.values}): {len(ens.members)} members, "
+        f"CV MAE {ens.cv_score:.4f}, {ens.fit_seconds:.0f} s; saved to {result.out}"
+    )
+    if ens.mlflow_run_id:
+        print(
+            f"MLflow run {ens.mlflow_run_id} "
+            f"(tags admet.study={study.study_name}, admet.trial={trial.number})"
+        )
+    print(f"predict: python -m admet.model predict --model {result.out} --input FILE.csv --output OUT.csv")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from admet.hpo.report import write_report
 
@@ -199,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _run,
         "status": _status,
         "best": _best,
+        "refit": _refit,
         "report": _report,
         "sync-mlflow": _sync,
         "dashboard": _dashboard,

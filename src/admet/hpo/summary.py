@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from admet.config import load_config, save_config
 from admet.errors import AdmetError
 
-__all__ = ["best_trials", "export_best", "status_text"]
+__all__ = ["best_trials", "export_best", "status_text", "trial_config"]
 
 
 def _now() -> dt.datetime:
@@ -63,15 +63,21 @@ def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [study.best_trial] if len(study.directions) == 1 else list(study.best_trials)
 
 
-def export_best(trial: optuna.trial.FrozenTrial, path: str | Path) -> Path:
-    """Write the trial's full run config, ready for ``python -m admet.model train``."""
+def trial_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The full run config a trial trained (as stored in its user attributes); a tracking
+    URI stored masked is dropped, so that MLFLOW_TRACKING_URI supplies it."""
     config: dict[str, Any] | None = trial.user_attrs.get("config")
     if not config:
         raise AdmetError(f"trial {trial.number} has no stored config")
     config = {**config, "mlflow": dict(config.get("mlflow", {}))}
     if "***" in str(config["mlflow"].get("tracking_uri") or ""):
-        config["mlflow"]["tracking_uri"] = None  # stored masked; MLFLOW_TRACKING_URI supplies it
-    cfg = load_config(config)
+        config["mlflow"]["tracking_uri"] = None
+    return config
+
+
+def export_best(trial: optuna.trial.FrozenTrial, path: str | Path) -> Path:
+    """Write the trial's full run config, ready for ``python -m admet.model train``."""
+    cfg = load_config(trial_config(trial))
     out = save_config(cfg, path)
     header = f"# best trial {trial.number} of the study; values {trial.values}\n# params:\n"
     header += "".join(f"#   {k}: {v}\n" for k, v in trial.params.items())

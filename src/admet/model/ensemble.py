@@ -141,6 +141,7 @@ class ChempropEnsemble:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         progress: bool = False,
         on_member_done: Callable[[int, ChempropModel, dict], None] | None = None,
+        run_tags: dict[str, str] | None = None,
     ) -> ChempropEnsemble:
         """Train (or reload) every member; returns self.
 
@@ -151,6 +152,7 @@ class ChempropEnsemble:
             checkpoint_dir: save finished members here and reuse them on a later call.
             progress: show Lightning's epoch progress bar and a member progress line.
             on_member_done: called with (index, member, fold metrics) after each member.
+            run_tags: extra tags of the ensemble's MLflow run (e.g. the study it refits).
         """
         start = time.perf_counter()
         cfg = self.config
@@ -162,7 +164,9 @@ class ChempropEnsemble:
         default_cache(cfg.data.featurization_cache_dir).graphs(dataset.smiles)  # featurise once
 
         tracker = RunTracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
-        parent = tracker.start_run(cfg.mlflow.run_name or "ensemble", tags={"admet.kind": "ensemble"})
+        parent = tracker.start_run(
+            cfg.mlflow.run_name or "ensemble", tags={"admet.kind": "ensemble", **(run_tags or {})}
+        )
         self._open_runs.append((tracker, parent))
         self.mlflow_run_id = parent
         tracker.log_params(parent, flatten(config_to_dict(cfg)))

@@ -49,7 +49,7 @@ def test_strict_and_imputation_runs_write_tables(fang2023_raw, fang2023_processe
     table = (out / "table.md").read_text()
     assert "per-endpoint strict" in table and "0.680" in table  # the paper's MPNN2 rPPB r
     data = json.loads((out / "table.json").read_text())
-    assert data["rows"][0]["n"] == 177 and not data["optimistic"]
+    assert data["cells"][0]["n"] == 177 and not data["optimistic"]
     assert data["config"]["baseline"]["joint_sampling"]["enabled"] is False
 
     result, out = run_benchmark(

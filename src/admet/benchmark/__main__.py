@@ -18,7 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m admet.benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     fang = sub.add_parser("fang2023", help="train and score on the fang2023 test splits")
-    fang.add_argument("--config", default=str(DEFAULT_CONFIG), help="ensemble config YAML")
+    fang.add_argument(
+        "--config",
+        default=str(DEFAULT_CONFIG),
+        help="ensemble config YAML, or a model folder (hpo refit, model train) holding one",
+    )
     fang.add_argument("overrides", nargs="*", metavar="key=value")
     fang.add_argument(
         "--protocol",
@@ -30,13 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     fang.add_argument(
         "--variants",
         default="joint",
-        help="comma-separated sampling variants: baseline (plain shuffle), joint",
+        help="comma-separated: baseline (plain shuffle), joint (joint sampling), "
+        "chemprop (Chemprop's own CLI, its defaults, same models and epochs)",
+    )
+    fang.add_argument("--seeds", type=int, default=1, help="repeat every cell with this many seeds")
+    fang.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="stop cleanly after the cell in progress once this much time is spent",
     )
     fang.add_argument("--endpoints", default=None, help="comma-separated subset of endpoints")
     fang.add_argument("--processed", default=None, help="processed fang2023 folder")
     fang.add_argument("--raw", default=None, help="raw fang2023 folder")
     fang.add_argument("--out", default=None, help="output folder (default results/fang2023/<run>)")
-    fang.add_argument("--run", default=None, help="run name")
+    fang.add_argument("--run", default=None, help="run name; the same name resumes, skipping finished cells")
     fang.add_argument("--quiet", action="store_true")
     return parser
 
@@ -59,9 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_name=args.run,
         endpoints=None if not args.endpoints else args.endpoints.split(","),
         progress=not args.quiet,
+        seeds=args.seeds,
+        budget_minutes=args.budget_minutes,
     )
     print(result.to_markdown())
-    print(f"wrote {out / 'table.md'} and {out / 'table.json'}")
+    print(f"wrote {out / 'table.md'}, {out / 'table.json'} and {out / 'figure.png'}")
     return 0
 
 

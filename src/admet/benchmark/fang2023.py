@@ -10,17 +10,30 @@ Protocols (see the shared README):
     molecules of one endpoint are training molecules of another, so this is optimistic and
     is labelled so in every output.
 
-Several sampling variants can be compared in one run (``baseline``: plain shuffle,
-``joint``: the config's joint sampling). Results go to ``results/fang2023/<run>/table.md``
-and ``table.json`` with the paper's MPNN2 (variant 0) and best-in-table Pearson r.
+Variants, side by side in one run: ``baseline`` (the config with a plain shuffle),
+``joint`` (the config's joint sampling) and ``chemprop`` (Chemprop's own CLI, ``chemprop
+train`` then ``chemprop predict`` as subprocesses, with its default hyperparameters and
+the config's number of models and epochs, on exactly the same training table and test
+split). Every (variant, endpoint, seed) cell is appended to ``cells.jsonl`` in the run
+folder as soon as it finishes; running the same ``--run`` again skips finished cells, so a
+long table fills over several sittings, and ``budget_minutes`` stops cleanly after the
+cell in progress. ``table.md``, ``table.json`` and ``figure.png`` summarise the cells: mean
+and sample standard deviation (ddof 1) over seeds of Pearson r and MAE, the paper's MPNN2
+(variant 0) and best-in-table r, and the paired difference joint minus baseline per
+endpoint, computed seed by seed before averaging.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,15 +47,26 @@ from admet.errors import ConfigError, DataError
 from admet.model import ChempropEnsemble, task_metrics
 from admet.paths import home, raw_dataset_dir
 
-__all__ = ["PROTOCOLS", "VARIANTS", "BenchmarkResult", "paper_table", "run_benchmark"]
+__all__ = [
+    "PROTOCOLS",
+    "VARIANTS",
+    "BenchmarkResult",
+    "aggregate",
+    "paired_differences",
+    "paper_table",
+    "run_benchmark",
+]
 
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("strict", "imputation")
-VARIANTS: dict[str, list[str]] = {
+# admet variants: overrides of the benchmark config; chemprop: Chemprop's own CLI
+VARIANTS: dict[str, list[str] | None] = {
     "baseline": ["joint_sampling.enabled=false"],
     "joint": [],
+    "chemprop": None,
 }
+CELLS_FILE = "cells.jsonl"
 # paper_pearson_r.csv column names -> our endpoint names
 PAPER_COLUMNS = {
     "HLM": "HLM",
@@ -75,22 +99,101 @@ def paper_table(raw: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; NaN for fewer than two values)."""
+    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(arr) == 0:
+        return math.nan, math.nan
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
+
+
+def aggregate(cells: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (variant, endpoint), in first-seen order: seeds, mean and sd of Pearson r and MAE."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault((c["variant"], c["endpoint"]), []).append(c)
+    out = []
+    for (variant, endpoint), rows in groups.items():
+        r_mean, r_sd = _mean_sd([c["pearson_r"] for c in rows])
+        mae_mean, mae_sd = _mean_sd([c["mae"] for c in rows])
+        out.append(
+            {
+                "variant": variant,
+                "endpoint": endpoint,
+                "seeds": sorted(c["seed"] for c in rows),
+                "n": rows[0]["n"],
+                "pearson_r": r_mean,
+                "pearson_r_sd": r_sd,
+                "mae": mae_mean,
+                "mae_sd": mae_sd,
+            }
+        )
+    return out
+
+
+def paired_differences(
+    cells: Iterable[dict[str, Any]], a: str = "joint", b: str = "baseline"
+) -> list[dict[str, Any]]:
+    """Per endpoint, ``a`` minus ``b`` seed by seed (only seeds both have), then mean and
+    sd of those differences: the spread of a paired comparison, not of two independent
+    means. ``helps`` is true only when the mean r gain exceeds its sd."""
+    by_key = {(c["variant"], c["endpoint"], c["seed"]): c for c in cells}
+    endpoints = list(dict.fromkeys(e for (_, e, _) in by_key))
+    out = []
+    for endpoint in endpoints:
+        seeds = sorted(s for (v, e, s) in by_key if v == a and e == endpoint and (b, endpoint, s) in by_key)
+        if not seeds:
+            continue
+        dr = [by_key[(a, endpoint, s)]["pearson_r"] - by_key[(b, endpoint, s)]["pearson_r"] for s in seeds]
+        dm = [by_key[(a, endpoint, s)]["mae"] - by_key[(b, endpoint, s)]["mae"] for s in seeds]
+        r_mean, r_sd = _mean_sd(dr)
+        mae_mean, mae_sd = _mean_sd(dm)
+        out.append(
+            {
+                "endpoint": endpoint,
+                "seeds": seeds,
+                "delta_r": r_mean,
+                "delta_r_sd": r_sd,
+                "delta_mae": mae_mean,
+                "delta_mae_sd": mae_sd,
+                "helps": bool(math.isfinite(r_sd) and r_mean > r_sd),
+            }
+        )
+    return out
+
+
 @dataclass
 class BenchmarkResult:
-    """Rows of (variant, endpoint) scores plus what produced them."""
+    """Finished cells (one per variant, endpoint and seed) and what produced them."""
 
     protocol: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    chemprop_version: str = ""
+    paper: dict[str, dict[str, Any]] = field(default_factory=dict)
+    complete: bool = True
+
+    def summary(self) -> list[dict[str, Any]]:
+        rows = aggregate(self.rows)
+        for r in rows:
+            p = self.paper.get(r["endpoint"], {})
+            r.update(
+                paper_mpnn2_r=p.get("mpnn2_r"),
+                paper_best_r=p.get("best_r"),
+                paper_best_model=p.get("best_model"),
+            )
+        return rows
 
     def to_markdown(self) -> str:
         label = "per-endpoint strict" if self.protocol == "strict" else "IMPUTATION (optimistic)"
         lines = [
             f"# fang2023 benchmark: {label}",
             "",
-            f"Protocol: {label}. Wall time: {self.wall_seconds:.0f} s.",
+            f"Protocol: {label}. Wall time: {self.wall_seconds:.0f} s. Chemprop {self.chemprop_version}.",
         ]
+        if not self.complete:
+            lines.append("**Incomplete**: the time budget ended the run; run it again to fill the rest.")
         if self.protocol == "imputation":
             lines.append(
                 "**Optimistic**: test molecules of one endpoint were training molecules "
@@ -98,27 +201,219 @@ class BenchmarkResult:
             )
         lines += [
             "",
-            "| variant | endpoint | n test | our Pearson r | our MAE | paper MPNN2 r | best r in paper |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "Pearson r and MAE: mean ± sample sd over seeds.",
+            "",
+            "| variant | endpoint | seeds | n test | Pearson r | MAE | paper MPNN2 r | best r in paper |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for r in self.rows:
-            lines.append(
-                f"| {r['variant']} | {r['endpoint']} | {r['n']} | {r['pearson_r']:.3f} | "
-                f"{r['mae']:.3f} | {_fmt(r['paper_mpnn2_r'])} | {r['paper_best_r']:.3f} "
-                f"({r['paper_best_model']}) |"
+        summary = self.summary()
+        for r in summary:
+            best = (
+                "n/a" if r["paper_best_r"] is None else f"{r['paper_best_r']:.3f} ({r['paper_best_model']})"
             )
-        for variant in dict.fromkeys(r["variant"] for r in self.rows):
-            sub = [r for r in self.rows if r["variant"] == variant]
             lines.append(
-                f"| {variant} | **mean** | | {np.mean([r['pearson_r'] for r in sub]):.3f} | "
-                f"{np.mean([r['mae'] for r in sub]):.3f} | "
-                f"{np.mean([r['paper_mpnn2_r'] for r in sub if r['paper_mpnn2_r'] is not None]):.3f} | |"
+                f"| {r['variant']} | {r['endpoint']} | {len(r['seeds'])} | {r['n']} | "
+                f"{_pm(r['pearson_r'], r['pearson_r_sd'])} | {_pm(r['mae'], r['mae_sd'])} | "
+                f"{_fmt(r['paper_mpnn2_r'])} | {best} |"
             )
+        for variant in dict.fromkeys(r["variant"] for r in summary):
+            sub = [r for r in summary if r["variant"] == variant]
+            paper = [r["paper_mpnn2_r"] for r in sub if r["paper_mpnn2_r"] is not None]
+            lines.append(
+                f"| {variant} | **mean** | | | {np.mean([r['pearson_r'] for r in sub]):.3f} | "
+                f"{np.mean([r['mae'] for r in sub]):.3f} | {np.mean(paper) if paper else math.nan:.3f} | |"
+            )
+        paired = paired_differences(self.rows)
+        if paired:
+            lines += [
+                "",
+                "## joint minus baseline, paired by seed",
+                "",
+                "| endpoint | seeds | Δ Pearson r | Δ MAE | helps (Δr > its sd) |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            for d in paired:
+                lines.append(
+                    f"| {d['endpoint']} | {len(d['seeds'])} | {_pm(d['delta_r'], d['delta_r_sd'], '+.3f')} | "
+                    f"{_pm(d['delta_mae'], d['delta_mae_sd'], '+.3f')} | {'yes' if d['helps'] else 'no'} |"
+                )
         return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "optimistic": self.protocol == "imputation",
+            "complete": self.complete,
+            "wall_seconds": self.wall_seconds,
+            "chemprop_version": self.chemprop_version,
+            "summary": self.summary(),
+            "paired": paired_differences(self.rows),
+            "cells": self.rows,
+            "config": self.config,
+        }
+
+    def write_figure(self, path: Path) -> Path:
+        """Per endpoint, Pearson r of each variant with its sd as an error bar, and the best
+        r in the paper's table as a line."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        summary = self.summary()
+        endpoints = list(dict.fromkeys(r["endpoint"] for r in summary))
+        variants = list(dict.fromkeys(r["variant"] for r in summary))
+        width = 0.8 / max(len(variants), 1)
+        fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(endpoints), 4))
+        for k, variant in enumerate(variants):
+            xs, ys, es = [], [], []
+            for i, endpoint in enumerate(endpoints):
+                r = next((r for r in summary if r["variant"] == variant and r["endpoint"] == endpoint), None)
+                if r is not None:
+                    xs.append(i - 0.4 + width * (k + 0.5))
+                    ys.append(r["pearson_r"])
+                    es.append(0.0 if not math.isfinite(r["pearson_r_sd"]) else r["pearson_r_sd"])
+            ax.bar(xs, ys, width, yerr=es, capsize=3, label=variant)
+        for i, endpoint in enumerate(endpoints):
+            best = self.paper.get(endpoint, {}).get("best_r")
+            if best is not None:
+                ax.hlines(
+                    best,
+                    i - 0.45,
+                    i + 0.45,
+                    colors="black",
+                    linestyles="--",
+                    label="best in paper" if i == 0 else None,
+                )
+        ax.set_xticks(range(len(endpoints)), endpoints)
+        ax.set_ylabel("Pearson r (test)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(f"fang2023, {self.protocol} protocol")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def _pm(mean: float, sd: float, spec: str = ".3f") -> str:
+    return f"{mean:{spec}}" + ("" if not math.isfinite(sd) else f" ± {sd:.3f}")
+
+
+def resolve_config(config: str | Path) -> Path:
+    """A config YAML, or a model folder (``hpo refit``, ``model train``) holding one."""
+    path = Path(config)
+    if path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(f"{path}: a model folder needs a config.yaml")
+        return path / "config.yaml"
+    return path
+
+
+def _chemprop_version() -> str:
+    import chemprop
+
+    return str(chemprop.__version__)
+
+
+def _chemprop_cli() -> list[str]:
+    exe = Path(sys.executable).parent / "chemprop"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "chemprop.cli.main"]
+
+
+def _run_chemprop(
+    cfg: EnsembleConfig,
+    train: pd.DataFrame,
+    test_smiles: Sequence[str],
+    endpoint: str,
+    seed: int,
+    quiet: bool,
+) -> np.ndarray:
+    """``chemprop train`` (its defaults; our models and epochs) on ``train`` (multi-task,
+    NaN = missing), then ``chemprop predict`` on the test SMILES; returns ``endpoint``'s
+    predictions."""
+    targets = list(cfg.data.target_cols)
+    with tempfile.TemporaryDirectory(prefix="admet-chemprop-") as tmp:
+        work = Path(tmp)
+        train.to_csv(work / "train.csv", index=False)
+        pd.DataFrame({"SMILES": list(test_smiles)}).to_csv(work / "test.csv", index=False)
+        common = {"stdout": subprocess.DEVNULL if quiet else None, "stderr": subprocess.PIPE, "text": True}
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        train_cmd = [
+            *_chemprop_cli(),
+            "train",
+            "--data-path", str(work / "train.csv"),
+            "--task-type", "regression",
+            "--smiles-columns", "SMILES",
+            "--target-columns", *targets,
+            "--epochs", str(cfg.optimization.max_epochs),
+            # Chemprop's default 2 warmup epochs, clamped as our models clamp it for short runs
+            "--warmup-epochs", str(min(2, cfg.optimization.max_epochs - 1)),
+            "--ensemble-size", str(cfg.ensemble.n_members),
+            # Chemprop's default split holds out 10% as a test set; the benchmark's test
+            # split is separate, so train/validation only (90/10, random, as chemprop does)
+            "--split-sizes", "0.9", "0.1", "0.0",
+            "--data-seed", str(seed),
+            "--pytorch-seed", str(seed),
+            "--num-workers", "0",
+            "--save-dir", str(work / "model"),
+        ]  # fmt: skip
+        done = subprocess.run(train_cmd, env=env, **common)  # type: ignore[call-overload]
+        if done.returncode != 0:
+            raise DataError(f"chemprop train failed for {endpoint}: {_last_line(done.stderr)}")
+        predict_cmd = [
+            *_chemprop_cli(),
+            "predict",
+            "--test-path", str(work / "test.csv"),
+            "--smiles-columns", "SMILES",
+            "--model-paths", str(work / "model"),
+            "--preds-path", str(work / "preds.csv"),
+            "--num-workers", "0",
+        ]  # fmt: skip
+        done = subprocess.run(predict_cmd, env=env, **common)  # type: ignore[call-overload]
+        if done.returncode != 0:
+            raise DataError(f"chemprop predict failed for {endpoint}: {_last_line(done.stderr)}")
+        preds = pd.read_csv(work / "preds.csv")
+        if endpoint not in preds.columns:
+            raise DataError(f"chemprop predict wrote no {endpoint!r} column (columns: {list(preds.columns)})")
+        return preds[endpoint].to_numpy(dtype=float)
+
+
+def _last_line(text: str | None) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no message"
+
+
+def _load_cells(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    cells = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            cells.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("%s, line %d: unreadable cell (an interrupted write); it will be rerun", path, i)
+    return cells
+
+
+def _check_run(out_dir: Path, identity: dict[str, Any]) -> None:
+    """A run folder belongs to one protocol and config; resuming with others is an error."""
+    path = out_dir / "run.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        for key in ("protocol", "config"):
+            if before.get(key) != json.loads(json.dumps(identity[key], default=float)):
+                raise ConfigError(
+                    f"{out_dir}: this run was started with a different {key}; use a new --run to change it"
+                )
+    else:
+        path.write_text(json.dumps(identity, indent=1, default=float))
 
 
 def run_benchmark(
@@ -132,79 +427,105 @@ def run_benchmark(
     run_name: str | None = None,
     endpoints: Sequence[str] | None = None,
     progress: bool = True,
+    seeds: int = 1,
+    budget_minutes: float | None = None,
 ) -> tuple[BenchmarkResult, Path]:
-    """Train and score; returns the result and the output folder."""
+    """Train and score every (variant, endpoint, seed) cell not yet in the run folder;
+    returns the result over all finished cells and the folder."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     endpoints = list(endpoints or fang2023.ENDPOINTS)
     bad = [e for e in endpoints if e not in fang2023.ENDPOINTS]
     if bad:
         raise ConfigError(f"unknown endpoint(s) {bad}; valid: {', '.join(fang2023.ENDPOINTS)}")
+    config = resolve_config(config)
     raw_dir = raw_dataset_dir("fang2023", raw)
     folder = fang2023.ensure_prepared(processed, raw_dir)
-    paper = paper_table(raw_dir)
+    result = BenchmarkResult(
+        protocol=protocol, paper=paper_table(raw_dir), chemprop_version=_chemprop_version()
+    )
     start = time.perf_counter()
     base_overrides = [f"data.train_file={folder / 'train.csv'}", *overrides]
-    result = BenchmarkResult(protocol=protocol)
-    exclusions = pd.read_csv(folder / "strict_exclusions.csv")
+    configs: dict[str, EnsembleConfig] = {}
     for variant in variants:
-        cfg = load_config(config, [*base_overrides, *VARIANTS[variant]])
+        cfg = load_config(config, [*base_overrides, *(VARIANTS[variant] or [])])
         if not isinstance(cfg, EnsembleConfig):
             raise ConfigError(f"{config}: the benchmark needs an ensemble config (an 'ensemble' section)")
+        configs[variant] = cfg
         result.config[variant] = config_to_dict(cfg)
-        data = load_training_data(cfg)
-        shared: ChempropEnsemble | None = None
-        for endpoint in endpoints:
-            test = pd.read_csv(folder / f"test_{endpoint}.csv")
-            if protocol == "strict":
-                drop = set(exclusions.loc[exclusions["Endpoint"] == endpoint, "SMILES"])
-                keep = np.array([s not in drop for s in data.smiles])
-                if progress:
-                    print(
-                        f"[{variant}] {endpoint}: training without its {len(drop)} test molecules", flush=True
-                    )
-                model = ChempropEnsemble(cfg).fit(data.subset(np.flatnonzero(keep)), progress=progress)
-            else:
-                if shared is None:
-                    shared = ChempropEnsemble(cfg).fit(data, progress=progress)
-                model = shared
-            j = model.task_names.index(endpoint)
-            preds = model.predict(list(test["SMILES"]))[model.task_names[j]].to_numpy()
-            m = task_metrics(test[endpoint].to_numpy(dtype=float), preds)
-            result.rows.append(
-                {
-                    "variant": variant,
-                    "endpoint": endpoint,
-                    "n": m["n"],
-                    "pearson_r": m["pearson_r"],
-                    "mae": m["mae"],
-                    "spearman_rho": m["spearman_rho"],
-                    "r2": m["r2"],
-                    "paper_mpnn2_r": paper[endpoint]["mpnn2_r"],
-                    "paper_best_r": paper[endpoint]["best_r"],
-                    "paper_best_model": paper[endpoint]["best_model"],
-                    "optimistic": protocol == "imputation",
-                }
-            )
-    result.wall_seconds = time.perf_counter() - start
     run = run_name or time.strftime("%Y%m%d-%H%M%S") + f"-{protocol}"
     out_dir = Path(out) if out else home() / "results" / "fang2023" / run
     out_dir.mkdir(parents=True, exist_ok=True)
+    _check_run(out_dir, {"protocol": protocol, "config": result.config})
+    cells_path = out_dir / CELLS_FILE
+    result.rows = _load_cells(cells_path)
+    done = {(c["variant"], c["endpoint"], c["seed"]) for c in result.rows}
+    exclusions = pd.read_csv(folder / "strict_exclusions.csv")
+    data_cache: dict[str, Any] = {}
+    shared: dict[tuple[str, int], ChempropEnsemble] = {}
+    todo = [(v, e, k) for k in range(seeds) for v in variants for e in endpoints if (v, e, k) not in done]
+    result.complete = True
+    for i, (variant, endpoint, k) in enumerate(todo):
+        if budget_minutes is not None and i > 0 and time.perf_counter() - start >= budget_minutes * 60:
+            result.complete = False
+            if progress:
+                print(
+                    f"time budget of {budget_minutes:g} min spent; {len(todo) - i} cell(s) left", flush=True
+                )
+            break
+        base = configs[variant]
+        seed = base.optimization.seed + k
+        cfg = load_config(base, [f"optimization.seed={seed}", f"ensemble.seed={base.ensemble.seed + k}"])
+        key = (tuple(cfg.data.target_cols), cfg.data.max_molecules, seed)
+        if key not in data_cache:
+            data_cache[key] = load_training_data(cfg)
+        data = data_cache[key]
+        test = pd.read_csv(folder / f"test_{endpoint}.csv")
+        if protocol == "strict":
+            drop = set(exclusions.loc[exclusions["Endpoint"] == endpoint, "SMILES"])
+            rows = np.flatnonzero([s not in drop for s in data.smiles])
+        else:
+            rows = np.arange(len(data))
+        if progress:
+            print(f"[{variant} seed {k}] {endpoint}: training on {len(rows)} molecules", flush=True)
+        t0 = time.perf_counter()
+        if variant == "chemprop":
+            table = pd.DataFrame(data.Y[rows], columns=list(cfg.data.target_cols))
+            table.insert(0, "SMILES", [data.smiles[r] for r in rows])
+            preds = _run_chemprop(cfg, table, list(test["SMILES"]), endpoint, seed, quiet=not progress)
+        else:
+            if protocol == "strict":
+                model = ChempropEnsemble(cfg).fit(data.subset(rows), progress=progress)
+            else:
+                if (variant, k) not in shared:
+                    shared[(variant, k)] = ChempropEnsemble(cfg).fit(data, progress=progress)
+                model = shared[(variant, k)]
+            preds = model.predict(list(test["SMILES"]))[endpoint].to_numpy()
+        m = task_metrics(test[endpoint].to_numpy(dtype=float), preds)
+        cell = {
+            "variant": variant,
+            "endpoint": endpoint,
+            "seed": k,
+            "n": m["n"],
+            "pearson_r": m["pearson_r"],
+            "mae": m["mae"],
+            "spearman_rho": m["spearman_rho"],
+            "r2": m["r2"],
+            "train_molecules": len(rows),
+            "seconds": time.perf_counter() - t0,
+            "optimistic": protocol == "imputation",
+        }
+        with cells_path.open("a") as fh:  # one line per finished cell: the resume point
+            fh.write(json.dumps(cell, default=float) + "\n")
+        result.rows.append(cell)
+    result.wall_seconds = time.perf_counter() - start
     (out_dir / "table.md").write_text(result.to_markdown())
-    (out_dir / "table.json").write_text(
-        json.dumps(
-            {
-                "protocol": protocol,
-                "optimistic": protocol == "imputation",
-                "wall_seconds": result.wall_seconds,
-                "rows": result.rows,
-                "config": result.config,
-            },
-            indent=1,
-            default=float,
-        )
-    )
+    (out_dir / "table.json").write_text(json.dumps(result.to_json(), indent=1, default=float))
+    if result.rows:
+        result.write_figure(out_dir / "figure.png")
     return result, out_dir

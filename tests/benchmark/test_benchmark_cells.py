@@ -1,0 +1,93 @@
+"""The benchmark table: seeds aggregate by hand-checkable arithmetic, the paired difference
+is taken seed by seed, finished cells survive an interruption, and Chemprop's own CLI runs
+as a variant on the same strict table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from test_benchmark_cli import TINY
+
+from admet.benchmark.fang2023 import aggregate, paired_differences, run_benchmark
+from admet.errors import ConfigError
+from admet.paths import project_root
+
+CONFIG = project_root() / "configs" / "0-experiment" / "ensemble.yaml"
+
+
+def _cell(variant: str, endpoint: str, seed: int, r: float, mae: float) -> dict:
+    return {"variant": variant, "endpoint": endpoint, "seed": seed, "n": 10, "pearson_r": r, "mae": mae}
+
+
+def test_seeds_aggregate_to_mean_and_sample_sd():
+    cells = [_cell("joint", "HLM", s, r, m) for s, (r, m) in enumerate([(0.5, 0.3), (0.7, 0.5), (0.6, 0.4)])]
+    (row,) = aggregate(cells)
+    assert row["seeds"] == [0, 1, 2]
+    assert row["pearson_r"] == pytest.approx(0.6)
+    assert row["pearson_r_sd"] == pytest.approx(0.1)  # sqrt(((-.1)^2 + .1^2 + 0) / 2)
+    assert row["mae"] == pytest.approx(0.4) and row["mae_sd"] == pytest.approx(0.1)
+    (single,) = aggregate(cells[:1])
+    assert single["pearson_r"] == 0.5 and math.isnan(single["pearson_r_sd"])
+
+
+def test_paired_difference_is_taken_per_seed_before_averaging():
+    cells = [
+        _cell("joint", "rPPB", 0, 0.60, 0.50),
+        _cell("joint", "rPPB", 1, 0.70, 0.40),
+        _cell("joint", "rPPB", 2, 0.90, 0.10),  # no baseline for seed 2: not paired
+        _cell("baseline", "rPPB", 0, 0.50, 0.55),
+        _cell("baseline", "rPPB", 1, 0.66, 0.48),
+    ]
+    (d,) = paired_differences(cells)
+    assert d["seeds"] == [0, 1]
+    assert d["delta_r"] == pytest.approx(0.07)  # mean of +0.10 and +0.04
+    assert d["delta_r_sd"] == pytest.approx(math.sqrt(2 * 0.03**2))  # sd of the paired diffs
+    assert d["delta_mae"] == pytest.approx(-0.065)
+    assert d["helps"] is True  # 0.07 > 0.042
+    # the spread of two independent means would be far larger than the paired spread
+    assert aggregate(cells)[0]["pearson_r_sd"] > d["delta_r_sd"]
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_without_redoing_finished_cells(fang2023_raw, fang2023_processed, tmp_path):
+    kwargs = dict(
+        variants=["baseline"],
+        processed=fang2023_processed,
+        raw=fang2023_raw,
+        out=tmp_path / "run",
+        endpoints=["rPPB", "hPPB"],
+        progress=False,
+    )
+    first, out = run_benchmark(CONFIG, TINY, budget_minutes=0, **kwargs)  # stops after one cell
+    assert not first.complete and len(first.rows) == 1
+    assert "Incomplete" in (out / "table.md").read_text()
+    line = (out / "cells.jsonl").read_text().splitlines()[0]
+    second, _ = run_benchmark(CONFIG, TINY, **kwargs)
+    assert second.complete
+    lines = (out / "cells.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and lines[0] == line  # the finished cell was not trained again
+    assert {json.loads(x)["endpoint"] for x in lines} == {"rPPB", "hPPB"}
+    with pytest.raises(ConfigError, match="different config"):
+        run_benchmark(CONFIG, [*TINY, "model.depth=3"], **kwargs)
+
+
+@pytest.mark.slow
+def test_chemprop_cli_variant_scores_the_same_strict_table(fang2023_raw, fang2023_processed, tmp_path):
+    result, out = run_benchmark(
+        CONFIG,
+        [*TINY, "ensemble.n_members=1"],
+        variants=["chemprop"],
+        processed=fang2023_processed,
+        raw=fang2023_raw,
+        out=tmp_path / "cp",
+        endpoints=["rPPB"],
+        progress=False,
+    )
+    (cell,) = result.rows
+    assert cell["variant"] == "chemprop" and cell["n"] == 177
+    assert math.isfinite(cell["pearson_r"]) and cell["mae"] > 0
+    table = (out / "table.md").read_text()
+    assert "Chemprop 2." in table and "| chemprop | rPPB |" in table
+    assert (out / "figure.png").stat().st_size > 1000

@@ -35,7 +35,7 @@ from sqlalchemy.exc import (
 
 from admet.errors import StorageError
 from admet.paths import home
-from admet.redact import mask_url
+from admet.redact import mask_url, scrub
 
 __all__ = ["ResilientRDBStorage", "default_storage_url", "open_storage", "resolve_storage_url"]
 
@@ -176,7 +176,7 @@ def open_storage(
         raise AssertionError("unreachable")
     except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
-        reason = reason.replace(make_url(url).password or "\0", "***")
+        reason = scrub(reason, url)
         raise StorageError(f"cannot use the study storage ({_where(url)}): {reason}") from None
     except (ModuleNotFoundError, NoSuchModuleError) as exc:
         raise StorageError(f"no database driver for {mask_url(url)!r}: {exc}") from None

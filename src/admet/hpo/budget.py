@@ -16,9 +16,11 @@ from optuna.trial import TrialState
 
 from admet.errors import BudgetTakenError
 
-__all__ = ["FINISHED", "budget", "claim", "next_step"]
+__all__ = ["BUDGET_TAKEN", "FINISHED", "budget", "claim", "next_step"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# fail_reason of a trial refused by claim(): a lost race, not a failure of the worker
+BUDGET_TAKEN = "study budget already taken by other workers"
 
 
 def budget(study: optuna.Study) -> dict[str, int]:
@@ -51,5 +53,5 @@ def claim(trial: optuna.Trial, n_trials: int) -> None:
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     )
     if sum(t.number < trial.number for t in earlier) >= n_trials:
-        trial.set_user_attr("fail_reason", "study budget already taken by other workers")
+        trial.set_user_attr("fail_reason", BUDGET_TAKEN)
         raise BudgetTakenError(f"trial {trial.number}: study budget already taken")

@@ -147,14 +147,14 @@ class Objective:
         train_cfg = copy.deepcopy(cfg)
         train_cfg.mlflow.enabled = False  # the study's mirror tracks trials, not members
         pruning = TrialPruningCallback(trial)
+        # Pruning reports intermediate values, which Optuna allows for single-objective
+        # studies only; it needs the first member in this process (n_jobs == 1).
+        prunable = self.spec.prunes and train_cfg.ensemble.n_jobs == 1
         train_start = time.perf_counter()
         try:
             ensemble = ChempropEnsemble(train_cfg).fit(
                 self.data,
-                # pruning needs the first member in this process (n_jobs == 1)
-                member_callbacks=(lambda m: [pruning] if m == 0 else [])
-                if train_cfg.ensemble.n_jobs == 1
-                else None,
+                member_callbacks=(lambda m: [pruning] if m == 0 else []) if prunable else None,
                 checkpoint_dir=ckpt,
                 progress=self.progress,
             )

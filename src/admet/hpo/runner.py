@@ -25,14 +25,14 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from admet.errors import AdmetError, BudgetTakenError, ConfigError, DataError, TrainingDivergedError
-from admet.hpo.budget import budget, next_step
+from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import open_storage, resolve_storage_url
 from admet.redact import mask_url
 
-__all__ = ["WorkerResult", "create_or_load_study", "run_worker"]
+__all__ = ["WorkerResult", "create_or_load_study", "failure_streak", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,21 @@ def _register_worker(study: optuna.Study) -> int:
         if study.user_attrs.get(f"worker:{index}") == me:
             return index
         index += 1
+
+
+def failure_streak(trials: list[optuna.trial.FrozenTrial], worker: str) -> list[optuna.trial.FrozenTrial]:
+    """``worker``'s last ``MAX_CONSECUTIVE_FAILURES`` trials if all of them FAILed, else [].
+    A trial refused because another worker took the budget is a lost race, not a failure,
+    and does not count."""
+    mine = [
+        t
+        for t in trials
+        if t.user_attrs.get("worker") == worker and t.user_attrs.get("fail_reason") != BUDGET_TAKEN
+    ]
+    recent = mine[-MAX_CONSECUTIVE_FAILURES:]
+    if len(recent) == MAX_CONSECUTIVE_FAILURES and all(t.state == TrialState.FAIL for t in recent):
+        return recent
+    return []
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -190,10 +205,9 @@ def run_worker(
             continue
         study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
         ran += 1
-        mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == objective.worker]
-        recent = mine[-MAX_CONSECUTIVE_FAILURES:]
-        if len(recent) == MAX_CONSECUTIVE_FAILURES and all(t.state == TrialState.FAIL for t in recent):
-            reason = recent[-1].user_attrs.get("fail_reason", "see the log")
+        streak = failure_streak(study.get_trials(deepcopy=False), objective.worker)
+        if streak:
+            reason = streak[-1].user_attrs.get("fail_reason", "see the log")
             raise AdmetError(
                 f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed on this worker (last: {reason}); "
                 "stopping instead of failing forever"

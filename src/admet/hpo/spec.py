@@ -86,7 +86,16 @@ class StudySpec:
         opts = {k: v for k, v in self.sampler.items() if k != "type"}
         return optuna.samplers.TPESampler(seed=self.seed + worker_index, **opts)
 
+    @property
+    def prunes(self) -> bool:
+        """Whether trials report per-epoch values to a pruner: not with ``type: none``, and
+        never in a multi-objective study (Optuna's ``trial.report`` refuses those)."""
+        return len(self.objectives) == 1 and self.pruner.get("type", "median") != "none"
+
     def make_pruner(self) -> optuna.pruners.BasePruner:
+        """The configured pruner; a multi-objective study gets Optuna's ``NopPruner``."""
+        if not self.prunes:
+            return optuna.pruners.NopPruner()
         opts = {k: v for k, v in self.pruner.items() if k != "type"}
         kind = self.pruner.get("type", "median")
         if kind == "median":

@@ -1,0 +1,67 @@
+"""A two-objective (Pareto) study runs end to end without pruning (issue 12, item 2), and
+trials lost to a budget race do not count as a worker's failures (item 12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from test_hpo_service import hpo, run_args
+
+from admet.hpo.budget import BUDGET_TAKEN
+from admet.hpo.runner import MAX_CONSECUTIVE_FAILURES, failure_streak
+from admet.hpo.spec import load_study_spec
+
+ROOT = Path(__file__).parents[2]
+
+
+def _pareto_study_file(tmp_path: Path) -> Path:
+    spec = yaml.safe_load((ROOT / "studies" / "joint_sampling.yaml").read_text())
+    spec["objectives"] = ["cv_mae_macro", "sparse_tasks_mae"]
+    spec["directions"] = ["minimize", "minimize"]
+    spec["base_config"] = str(ROOT / spec["base_config"])
+    path = tmp_path / "pareto.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_pareto_study_never_prunes(tmp_path):
+    spec = load_study_spec(str(_pareto_study_file(tmp_path)))
+    assert not spec.prunes and isinstance(spec.make_pruner(), optuna.pruners.NopPruner)
+    assert load_study_spec("joint_sampling").prunes
+
+
+@pytest.mark.slow
+def test_pareto_study_runs_end_to_end(synthetic_csv, tmp_path):
+    study_file = _pareto_study_file(tmp_path)
+    args = run_args(synthetic_csv, None, "n_trials=2", "mlflow.enabled=false")
+    args[args.index("joint_sampling")] = str(study_file)
+    proc = hpo(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path / 'admet-studies.db'}"
+    study = optuna.load_study(study_name="joint_sampling", storage=storage)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 and all(len(t.values) == 2 for t in complete)
+    assert all(not t.intermediate_values for t in complete)  # nothing was reported
+    best = hpo(tmp_path, "best", "--study", str(study_file))
+    assert best.returncode == 0 and "values [" in best.stdout
+
+
+def _trial(worker: str, state: TrialState, reason: str | None = None) -> optuna.trial.FrozenTrial:
+    attrs = {"worker": worker, **({"fail_reason": reason} if reason else {})}
+    return optuna.trial.create_trial(
+        state=state, value=1.0 if state == TrialState.COMPLETE else None, user_attrs=attrs
+    )
+
+
+def test_budget_races_do_not_count_as_failures():
+    n = MAX_CONSECUTIVE_FAILURES
+    races = [_trial("w", TrialState.FAIL, BUDGET_TAKEN) for _ in range(n)]
+    assert failure_streak([_trial("w", TrialState.COMPLETE), *races], "w") == []
+    real = [_trial("w", TrialState.FAIL, "training diverged") for _ in range(n)]
+    assert len(failure_streak([*real[:2], *races, *real[2:]], "w")) == n
+    assert failure_streak(real, "other worker") == []
+    assert failure_streak([*real[:-1], _trial("w", TrialState.COMPLETE)], "w") == []

@@ -65,3 +65,38 @@ def test_budget_races_do_not_count_as_failures():
     assert len(failure_streak([*real[:2], *races, *real[2:]], "w")) == n
     assert failure_streak(real, "other worker") == []
     assert failure_streak([*real[:-1], _trial("w", TrialState.COMPLETE)], "w") == []
+
+
+def test_pruned_trial_is_mirrored_without_an_objective_value(tmp_path):
+    from mlflow import MlflowClient
+
+    from admet.hpo.mlflow_mirror import MlflowMirror
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 1:
+            trial.report(0.1, step=0)  # better than any complete trial
+            raise optuna.TrialPruned()
+        return 1.0 + x
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mirror = MlflowMirror("mirror-test", tracking_uri=uri)
+    study = optuna.create_study(study_name="mirror-test", storage=f"sqlite:///{tmp_path / 's.db'}")
+    study.set_metric_names(["cv_mae_macro"])
+    study.optimize(objective, n_trials=2, callbacks=[mirror])
+    assert study.trials[1].state == TrialState.PRUNED and study.trials[1].value == 0.1  # Optuna's doing
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    by_trial = {r.data.tags.get("optuna.trial_number"): r for r in runs}
+    assert "objective/cv_mae_macro" in by_trial["0"].data.metrics
+    pruned = by_trial["1"]
+    assert "objective/cv_mae_macro" not in pruned.data.metrics
+    assert pruned.data.metrics["pruned/last_val_mae_macro"] == 0.1
+    assert pruned.data.tags["optuna.state"] == "PRUNED" and pruned.data.tags["optuna.pruned_at_step"] == "0"
+    best = client.search_runs(
+        [by_trial["0"].info.experiment_id],
+        "tags.`optuna.study_name` = 'mirror-test'",
+        order_by=["metrics.`objective/cv_mae_macro` ASC"],
+        max_results=1,
+    )
+    assert best[0].data.tags["optuna.trial_number"] == "0"  # a pruned run never sorts first

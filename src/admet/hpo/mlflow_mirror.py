@@ -115,7 +115,13 @@ class MlflowMirror:
             for step, value in sorted(trial.intermediate_values.items()):
                 self.tracker.log_metrics(run_id, {"intermediate/val_mae_macro": value}, step=step)
         final: dict[str, float] = {}
-        if trial.values is not None:
+        if trial.state == TrialState.PRUNED and trial.intermediate_values:
+            # Optuna stores a pruned trial's last intermediate value (one member's fold MAE
+            # at the pruning epoch) as its value: not an objective, so not logged as one.
+            last = max(trial.intermediate_values)
+            final["pruned/last_val_mae_macro"] = trial.intermediate_values[last]
+            self.tracker.set_tags(run_id, {"optuna.pruned_at_step": str(last)})
+        elif trial.state == TrialState.COMPLETE and trial.values is not None:
             names = study.metric_names or [f"objective_{i}" for i in range(len(trial.values))]
             final.update({f"objective/{n}": v for n, v in zip(names, trial.values, strict=False)})
         for task, metrics in (trial.user_attrs.get("cv_metrics") or {}).items():

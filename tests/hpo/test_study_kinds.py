@@ -100,3 +100,38 @@ def test_pruned_trial_is_mirrored_without_an_objective_value(tmp_path):
         max_results=1,
     )
     assert best[0].data.tags["optuna.trial_number"] == "0"  # a pruned run never sorts first
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            lambda: __import__("torch").OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+            "CUDA out of memory",
+        ),
+        (lambda: MemoryError("cannot allocate"), "out of memory: cannot allocate"),
+    ],
+    ids=["cuda-oom", "host-oom"],
+)
+def test_out_of_memory_fails_the_trial_with_a_reason_and_cleans_its_members(
+    synthetic_csv, tmp_path, monkeypatch, error, reason
+):
+    from admet.hpo.objective import Objective
+    from admet.hpo.runner import CATCH
+    from admet.model import ensemble as ensemble_module
+
+    spec = load_study_spec(
+        "joint_sampling", [f"data.train_file={synthetic_csv}", "data.target_cols=[logP, TPSA, MW]"]
+    )
+    objective = Objective(spec, spec.base_run_config(), work_dir=tmp_path / "work")
+
+    def fit(self, *args, checkpoint_dir=None, **kwargs):
+        (checkpoint_dir / "member_0").mkdir(parents=True)  # a member finished before the OOM
+        raise error()  # fault injection: this machine has no GPU to run out of
+
+    monkeypatch.setattr(ensemble_module.ChempropEnsemble, "fit", fit)
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=2, catch=CATCH)  # the study goes on after a failure
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(t.user_attrs["fail_reason"].startswith(reason) for t in study.trials)
+    assert not any((tmp_path / "work" / "members").glob("*/member_0"))  # final: nothing to retry

@@ -29,6 +29,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import optuna
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from admet.config import EnsembleConfig, config_to_dict, load_config
@@ -163,12 +164,17 @@ class Objective:
             self.train_seconds += time.perf_counter() - train_start
             trial.set_user_attr("wall_seconds", time.perf_counter() - start)
             trial.set_user_attr("epochs_trained", pruning.epochs)
+            shutil.rmtree(ckpt, ignore_errors=True)  # final: a pruned trial is never retried
             raise
-        except TrainingDivergedError as exc:
-            trial.set_user_attr("fail_reason", str(exc))
-            raise
-        except MemoryError as exc:
-            trial.set_user_attr("fail_reason", f"out of memory: {exc}")
+        except (TrainingDivergedError, MemoryError, torch.OutOfMemoryError) as exc:
+            if isinstance(exc, torch.OutOfMemoryError):  # a RuntimeError, not a MemoryError
+                reason = f"CUDA out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"
+            elif isinstance(exc, MemoryError):
+                reason = f"out of memory: {exc}"
+            else:
+                reason = str(exc)
+            trial.set_user_attr("fail_reason", reason[:500])
+            shutil.rmtree(ckpt, ignore_errors=True)  # final: only killed (stale) trials are retried
             raise
         self.train_seconds += time.perf_counter() - train_start
         trained = [m for i, m in enumerate(ensemble.members) if i not in ensemble.reused_members]

@@ -1,9 +1,10 @@
-"""The same small study with and without the pruner (same seed, same budget).
+"""The same small study with no pruner, the median pruner and Optuna's HyperbandPruner
+(multi-fidelity over epochs), same seed and same budget.
 
-Prints epochs trained, wall time and best value of each; the pruned study should train
-fewer epochs for a similar best value.
+Prints epochs trained, wall time, best value and pruned trials of each; a pruner should
+train fewer epochs for a similar best value.
 
-    python benchmarks/hpo_pruning.py [--trials 12]
+    python benchmarks/hpo_pruning.py [--trials 12] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -19,12 +20,22 @@ from admet.hpo.budget import budget
 from admet.hpo.objective import Objective
 from admet.hpo.runner import create_or_load_study, run_worker
 
+PRUNERS = {
+    "none": lambda epochs: {"type": "none"},
+    "median": lambda epochs: {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 2},
+    # successive halving brackets over epochs: a trial is first judged after 1 epoch
+    "hyperband": lambda epochs: {
+        "type": "hyperband",
+        "min_resource": 1,
+        "max_resource": epochs,
+        "reduction_factor": 3,
+    },
+}
 
-def run(pruner: str, trials: int, tmp: Path) -> tuple[int, float, float, int]:
-    spec = small_spec(trials, ["seed=3"])
-    spec.pruner = (
-        {"type": pruner, "n_startup_trials": 3, "n_warmup_steps": 2} if pruner != "none" else {"type": "none"}
-    )
+
+def run(pruner: str, trials: int, epochs: int, tmp: Path) -> tuple[int, float, float, int]:
+    spec = small_spec(trials, ["seed=3"], epochs=epochs)
+    spec.pruner = PRUNERS[pruner](epochs)
     url = f"sqlite:///{tmp / f'{pruner}.db'}"
     objective = Objective(spec, spec.base_run_config())
     t0 = time.perf_counter()
@@ -37,17 +48,20 @@ def run(pruner: str, trials: int, tmp: Path) -> tuple[int, float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = {name: run(name, args.trials, Path(tmp)) for name in ("none", "median")}
-    print(f"{'pruner':>8} {'epochs':>7} {'wall s':>8} {'best':>8} {'pruned':>7}")
+        rows = {name: run(name, args.trials, args.epochs, Path(tmp)) for name in PRUNERS}
+    print(f"{'pruner':>9} {'epochs':>7} {'wall s':>8} {'best':>8} {'pruned':>7}")
     for name, (epochs, wall, best, pruned) in rows.items():
-        print(f"{name:>8} {epochs:>7} {wall:8.1f} {best:8.4f} {pruned:>7}")
-    (e0, w0, b0, _), (e1, w1, b1, _) = rows["none"], rows["median"]
-    print(
-        f"median pruner: {e1 / e0:.2f}x the epochs, {w1 / w0:.2f}x the wall time, "
-        f"best value {b1 - b0:+.4f} vs no pruning"
-    )
+        print(f"{name:>9} {epochs:>7} {wall:8.1f} {best:8.4f} {pruned:>7}")
+    e0, w0, b0, _ = rows["none"]
+    for name in ("median", "hyperband"):
+        e1, w1, b1, _ = rows[name]
+        print(
+            f"{name} pruner: {e1 / e0:.2f}x the epochs, {w1 / w0:.2f}x the wall time, "
+            f"best value {b1 - b0:+.4f} vs no pruning"
+        )
 
 
 if __name__ == "__main__":

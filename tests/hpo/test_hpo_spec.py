@@ -139,3 +139,27 @@ def test_unknown_study_key_and_objective(tmp_path):
         load_study_spec(str(_write_study(tmp_path, space, "n_trails: 3\n")))
     with pytest.raises(ConfigError, match="unknown objective 'auc'"):
         load_study_spec(str(_write_study(tmp_path, space, "objectives: [auc]\ndirections: [maximize]\n")))
+
+
+def test_every_sample_of_the_study_space_is_a_valid_config():
+    """The search space is valid by construction: 60 random draws all load."""
+    from admet.config import config_to_dict, load_config, set_dotted
+
+    spec = load_study_spec("joint_sampling")
+    base = spec.base_run_config()
+    new = ("model.aggregation", "model.batch_norm", "optimization.criterion", "optimization.warmup_epochs")
+    for key in new:
+        assert key in spec.search_space
+    assert set(spec.search_space["model.aggregation"].choices) == {"mean", "sum", "norm"}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        params = suggest_params(trial, spec, base)
+        tree = config_to_dict(base)
+        for key, value in params.items():
+            set_dotted(tree, key, value)
+        cfg = load_config(tree)
+        seen.add((cfg.model.aggregation, cfg.optimization.criterion))
+        study.tell(trial, 1.0)
+    assert len(seen) == 6  # every aggregation with both losses was drawn

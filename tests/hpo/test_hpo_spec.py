@@ -108,6 +108,15 @@ def _write_study(tmp_path: Path, space: str, extra: str = "") -> Path:
             "  model.depth: {type: int, low: 1, high: 3, condition: {nope: 1}}\n",
             r"search_space\.model\.depth: condition on unknown parameter 'nope'",
         ),
+        (
+            "  optimization.max_lr: {type: float, low: 0.001, high: 0.01, log: true, step: 0.001}\n",
+            r"search_space\.optimization\.max_lr: 'step' cannot be combined with 'log'",
+        ),
+        (
+            "  model.depth: {type: int, low: 1, high: 5, step: 1.5}\n",
+            r"search_space\.model\.depth: an int parameter needs an integer step",
+        ),
+        ("  model.dropout: {type: float, low: 0.0, high: 0.3, step: 0}\n", r"step must be a positive number"),
     ],
 )
 def test_invalid_search_space_names_the_parameter(tmp_path, space, match):
@@ -163,3 +172,30 @@ def test_every_sample_of_the_study_space_is_a_valid_config():
         seen.add((cfg.model.aggregation, cfg.optimization.criterion))
         study.tell(trial, 1.0)
     assert len(seen) == 6  # every aggregation with both losses was drawn
+
+
+def test_an_edited_search_space_is_refused_before_any_trial(tmp_path):
+    from admet.hpo.runner import create_or_load_study
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    space = (
+        "  model.depth: {type: int, low: 2, high: 4}\n"
+        "  model.hidden_dim: {type: categorical, choices: [64]}\n"
+    )
+    first = load_study_spec(str(_write_study(tmp_path, space)))
+    study = create_or_load_study(first, url, with_heartbeat=False)
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    same = create_or_load_study(
+        load_study_spec(str(_write_study(tmp_path, space))), url, with_heartbeat=False
+    )
+    assert len(same.trials) == 1
+
+    edited = load_study_spec(str(_write_study(tmp_path, space.replace("[64]", "[64, 128]"))))
+    with pytest.raises(
+        ConfigError, match=r"parameter 'model\.hidden_dim' changed.*name=s_2.*--allow-space-change"
+    ):
+        create_or_load_study(edited, url, with_heartbeat=False)
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 1  # nothing was created
+    mixed = create_or_load_study(edited, url, with_heartbeat=False, allow_space_change=True)
+    assert mixed.user_attrs["search_space"]["model.hidden_dim"]["choices"] == [64, 128]
+    create_or_load_study(edited, url, with_heartbeat=False)  # the edit is now the study's space

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="sampler seed offset (default: next free index registered in the study)",
     )
+    run.add_argument(
+        "--allow-space-change",
+        action="store_true",
+        help="run an existing study although its search space was edited (trials of both spaces mix)",
+    )
     add("status", "trial counts, best value, running trials, ETA")
     best = add("best", "best trial(s) and their full run config")
     best.add_argument("--export", default=None, help="write the best run config YAML here")
@@ -110,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         mlflow_enabled=base.mlflow.enabled,
         worker_index=args.worker_index,
         progress=not args.quiet,
+        allow_space_change=args.allow_space_change,
     )
     if result.already_complete:
         print(

@@ -13,6 +13,7 @@ a lone worker with a fixed seed is reproducible.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -51,9 +52,19 @@ class WorkerResult:
 
 
 def create_or_load_study(
-    spec: StudySpec, storage_url: str | None = None, worker_index: int = 0, with_heartbeat: bool = True
+    spec: StudySpec,
+    storage_url: str | None = None,
+    worker_index: int = 0,
+    with_heartbeat: bool = True,
+    allow_space_change: bool = False,
 ) -> optuna.Study:
-    """The study on its storage, created on first use (``load_if_exists``)."""
+    """The study on its storage, created on first use (``load_if_exists``).
+
+    Raises:
+        ConfigError: the stored study has other directions, or was created with another
+            search space (trials of two spaces would mix and TPE would model them as one),
+            unless ``allow_space_change``.
+    """
     storage = open_storage(
         storage_url,
         heartbeat_interval=spec.heartbeat_interval if with_heartbeat else None,
@@ -77,7 +88,25 @@ def create_or_load_study(
         )
     if study.metric_names is None:
         study.set_metric_names(list(spec.objectives))
+    _check_search_space(study, spec, allow_space_change)
     return study
+
+
+def _check_search_space(study: optuna.Study, spec: StudySpec, allow_change: bool) -> None:
+    wanted = json.loads(json.dumps(spec.space_record()))
+    stored = study.user_attrs.get("search_space")
+    if stored == wanted:
+        return
+    if stored is not None and not allow_change:
+        changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        key = changed[0]
+        what = "is new" if key not in stored else "was removed" if key not in wanted else "changed"
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ConfigError(
+            f"study {spec.name!r} was created with another search space: parameter {key!r} {what}{more}; "
+            f"start a new study (name={spec.name}_2) or pass --allow-space-change to mix them"
+        )
+    study.set_user_attr("search_space", wanted)
 
 
 def _register_worker(study: optuna.Study) -> int:
@@ -135,6 +164,7 @@ def run_worker(
     worker_index: int | None = None,
     progress: bool = True,
     objective: Objective | None = None,
+    allow_space_change: bool = False,
 ) -> WorkerResult:
     """Run trials until ``spec.n_trials`` trials of the study are finished.
 
@@ -165,7 +195,7 @@ def run_worker(
         (2, 2)
     """
     url = resolve_storage_url(storage_url)
-    probe = create_or_load_study(spec, url, 0)
+    probe = create_or_load_study(spec, url, 0, allow_space_change=allow_space_change)
     if budget(probe)["FINISHED"] >= spec.n_trials:
         return WorkerResult(0, budget(probe)["FINISHED"], True, -1)
     index = _register_worker(probe) if worker_index is None else worker_index

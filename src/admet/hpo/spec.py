@@ -81,6 +81,21 @@ class StudySpec:
             raise ConfigError(f"{self.base_config}: the study's base config needs an 'ensemble' section")
         return cfg
 
+    def space_record(self) -> dict[str, dict[str, Any]]:
+        """The search space as JSON-safe data, stored in the study to detect edits."""
+        return {
+            key: {
+                "type": p.type,
+                "low": p.low,
+                "high": p.high,
+                "log": p.log,
+                "step": p.step,
+                "choices": list(p.choices),
+                "condition": [list(c) for c in p.condition],
+            }
+            for key, p in sorted(self.search_space.items())
+        }
+
     def make_sampler(self, worker_index: int = 0) -> optuna.samplers.BaseSampler:
         """Optuna 5's TPE sampler, seeded with ``seed + worker_index``."""
         opts = {k: v for k, v in self.sampler.items() if k != "type"}
@@ -164,6 +179,19 @@ def _param(key: str, raw: Any, where: str) -> ParamSpec:
             raise ConfigError(f"{where}: search_space.{key}: log scale needs low > 0, got {low}")
         if kind == "int" and (int(low) != low or int(high) != high):
             raise ConfigError(f"{where}: search_space.{key}: int bounds must be integers")
+        step = raw.get("step")
+        if step is not None:
+            # Optuna accepts these only at the first suggest; refuse them at load instead
+            if log:
+                raise ConfigError(f"{where}: search_space.{key}: 'step' cannot be combined with 'log'")
+            if not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
+                raise ConfigError(
+                    f"{where}: search_space.{key}: step must be a positive number, got {step!r}"
+                )
+            if kind == "int" and int(step) != step:
+                raise ConfigError(
+                    f"{where}: search_space.{key}: an int parameter needs an integer step, got {step}"
+                )
         spec = ParamSpec(
             key=key, type=kind, low=low, high=high, log=log, step=raw.get("step"), condition=spec.condition
         )

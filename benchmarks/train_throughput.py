@@ -12,12 +12,14 @@ first (featurisation is not part of either fit).
 
 Printed per cell, in molecules per second: the in-epoch rate (training epochs only) and
 the whole-fit rate (set-up, validation, checkpointing included), the ratios (b)/(a), and
-peak RSS. Targets (issue 14): CPU tiny model >= 3x, CPU default model >= 1.2x; GPU >= 3x
+peak RSS. With ``--repeats R`` the arms alternate R times per cell and the medians are
+printed (a 2-core machine's timings of a small model vary by tens of percent).
+Targets (issue 14): CPU tiny model >= 3x, CPU default model >= 1.2x; GPU >= 3x
 at batch 64 and >= 10,000 molecules/s in-epoch at batch 64; whole-fit >= 70% of in-epoch;
 peak RSS of (b) <= 1.2x (a).
 
     python benchmarks/train_throughput.py [--device cpu|cuda] [--epochs 3]
-        [--max-molecules 2000] [--batch-sizes 32,128] [--models tiny,default]
+        [--max-molecules 2000] [--batch-sizes 32,128] [--models tiny,default] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -199,6 +201,17 @@ def _cell(args: dict, arm: str, model: str, batch: int, queue) -> None:
     )
 
 
+def _median(rows: list[dict]) -> dict:
+    """Per-key median of the rates; the peak RSS is the largest seen."""
+    import statistics
+
+    out = dict(rows[0])
+    for key in ("in_epoch", "whole_fit"):
+        out[key] = statistics.median(r[key] for r in rows)
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rows)
+    return out
+
+
 def run_cell(args: dict, arm: str, model: str, batch: int) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -219,6 +232,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32,128")
     parser.add_argument("--models", default="tiny,default")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the arms this often; medians")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -257,9 +271,12 @@ def main() -> None:
     results = []
     for model in args.models.split(","):
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            a = run_cell(shared, "chemprop", model, batch)
-            b = run_cell(shared, "admet", model, batch)
-            results += [a, b]
+            runs: dict[str, list[dict]] = {"chemprop": [], "admet": []}
+            for _ in range(args.repeats):
+                for arm in runs:
+                    runs[arm].append(run_cell(shared, arm, model, batch))
+            results += runs["chemprop"] + runs["admet"]
+            a, b = _median(runs["chemprop"]), _median(runs["admet"])
             print(
                 f"{model:8} {batch:>5} | {a['in_epoch']:>8.0f} ({a['whole_fit']:>6.0f} fit) "
                 f"{b['in_epoch']:>7.0f} ({b['whole_fit']:>6.0f} fit) | "

@@ -135,3 +135,23 @@ def test_out_of_memory_fails_the_trial_with_a_reason_and_cleans_its_members(
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
     assert all(t.user_attrs["fail_reason"].startswith(reason) for t in study.trials)
     assert not any((tmp_path / "work" / "members").glob("*/member_0"))  # final: nothing to retry
+
+
+@pytest.mark.slow
+def test_running_trial_without_heartbeat_is_failed_and_retried(synthetic_csv, tmp_path):
+    """A notebook's study.ask() (RUNNING, never a heartbeat) held the last budget slot and
+    made every worker wait forever (issue 12, item 4)."""
+    from admet.hpo.runner import create_or_load_study
+
+    storage = f"sqlite:///{tmp_path / 'admet-studies.db'}"
+    args = run_args(synthetic_csv, storage, "n_trials=1", "mlflow.enabled=false")
+    spec = load_study_spec("joint_sampling", [a for a in args if "=" in a and not a.startswith("--")])
+    orphan = create_or_load_study(spec, storage, with_heartbeat=False).ask()
+    proc = hpo(tmp_path, *args, timeout=240)  # grace_period=6 in the tiny settings
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="joint_sampling", storage=storage)
+    states = {t.number: t.state for t in study.trials}
+    assert states[orphan.number] == TrialState.FAIL
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert sum(s == TrialState.RUNNING for s in states.values()) == 0

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -112,7 +113,42 @@ def _retrying(method: F, budget: float) -> F:
 
 class ResilientRDBStorage(RDBStorage):
     """``RDBStorage`` that retries calls for up to ``RETRY_SECONDS`` when the database
-    connection drops, so a worker survives a database restart."""
+    connection drops, so a worker survives a database restart; and that also treats a
+    RUNNING trial which never wrote a heartbeat as stale once it has stayed so for the
+    grace period."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        # Optuna's own check skips RUNNING trials without a heartbeat row (a worker killed
+        # between creating the trial and its first beat, a notebook's study.ask(), a trial
+        # from an older version): they would hold the budget forever and make every worker
+        # wait. Such a trial is stale once this process has seen it without a heartbeat
+        # for the grace period; measured on this process's clock, so clocks and time zones
+        # of other machines do not matter.
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 60)
+        now = time.monotonic()
+        seen = self.__dict__.setdefault("_no_heartbeat_since", {})
+        silent = set(self._trials_without_heartbeat(study_id))
+        for trial_id in list(seen):
+            if trial_id not in silent:
+                del seen[trial_id]
+        for trial_id in silent:
+            if now - seen.setdefault(trial_id, now) > grace:
+                stale.append(trial_id)
+        return stale
+
+    def _trials_without_heartbeat(self, study_id: int) -> list[int]:
+        from optuna.storages._rdb import models  # Optuna's schema; no public query for this
+
+        with self.engine.connect() as conn:
+            heartbeat_ids = sqlalchemy.select(models.TrialHeartbeatModel.trial_id)
+            rows = conn.execute(
+                sqlalchemy.select(models.TrialModel.trial_id)
+                .where(models.TrialModel.study_id == study_id)
+                .where(models.TrialModel.state == TrialState.RUNNING)
+                .where(models.TrialModel.trial_id.not_in(heartbeat_ids))
+            )
+            return [int(r[0]) for r in rows]
 
 
 _RETRIED = [
@@ -124,7 +160,9 @@ _RETRIED = [
     and not isinstance(value, (staticmethod, classmethod))
 ]
 for _name in _RETRIED:
-    setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name), RETRY_SECONDS))
+    # our own overrides are retried too
+    _own = vars(ResilientRDBStorage).get(_name, getattr(RDBStorage, _name))
+    setattr(ResilientRDBStorage, _name, _retrying(_own, RETRY_SECONDS))
 
 
 def open_storage(

@@ -65,8 +65,9 @@ def cli_errors(func: F) -> F:
             message = " ".join(str(exc).split("\n"))
             print(f"error: {message}", file=sys.stderr)
             return EXIT_USAGE
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            detail = " ".join(str(exc).split("\n"))
+            print(f"interrupted: {detail}" if detail else "interrupted", file=sys.stderr)
             return 130
 
     return wrapper  # type: ignore[return-value]

@@ -3,6 +3,8 @@ trials lost to a budget race do not count as a worker's failures (item 12)."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import optuna
@@ -155,3 +157,42 @@ def test_running_trial_without_heartbeat_is_failed_and_retried(synthetic_csv, tm
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert sum(s == TrialState.RUNNING for s in states.values()) == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_worker_once_and_queues_the_trial_again(synthetic_csv, tmp_path):
+    """One Ctrl-C during a member's fit: one line, exit 130, the trial FAIL with a queued
+    retry of the same parameters, nothing left RUNNING (issue 12, item 9)."""
+    import signal
+
+    from test_hpo_service import _tail, _wait_for, spawn
+
+    storage = f"sqlite:///{tmp_path / 'admet-studies.db'}"
+    slow = ["n_trials=2", "mlflow.enabled=false", "optimization.max_epochs=30", "optimization.patience=30"]
+    worker = spawn(tmp_path, *run_args(synthetic_csv, storage, *slow))
+
+    def training() -> bool:
+        try:
+            trials = optuna.load_study(study_name="joint_sampling", storage=storage).trials
+        except KeyError:
+            return False
+        return any(t.state == TrialState.RUNNING and "config" in t.user_attrs for t in trials)
+
+    _wait_for(training, 240, "a trial in training", worker)
+    time.sleep(2)  # inside a member's Lightning fit
+    worker.send_signal(signal.SIGINT)
+    try:
+        worker.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise AssertionError(f"the worker did not stop on Ctrl-C:\n{_tail(worker)}") from None
+    log = _tail(worker)
+    assert worker.returncode == 130, log
+    assert "interrupted: trial" in log and "retried" in log and "Traceback" not in log, log
+    study = optuna.load_study(study_name="joint_sampling", storage=storage)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].params == failed[0].params
+    assert not any(t.state == TrialState.RUNNING for t in study.trials)

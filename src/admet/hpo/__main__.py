@@ -217,6 +217,25 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+class _QuietInterrupt(logging.Filter):
+    """Drop Optuna's traceback of a trial failed by Ctrl-C (and its follow-up line): the
+    worker prints one line saying what happens to the trial instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._interrupted: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self._interrupted.add(message.split(" failed", 1)[0])
+            return False
+        return not (
+            message.endswith("failed with value None.")
+            and message.split(" failed", 1)[0] in self._interrupted
+        )
+
+
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -238,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(_QuietInterrupt())
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     commands = {
         "run": _run,

@@ -118,6 +118,7 @@ class Objective:
         self.train_seconds = 0.0
         counts = np.isfinite(self.data.Y).sum(0)
         self.sparse_tasks = [base.data.target_cols[i] for i in np.argsort(counts)[:2]]
+        self.current_trial: int | None = None
 
     def build_config(self, params: dict[str, Any]) -> EnsembleConfig:
         """The run config of a trial: the base config with the sampled values."""
@@ -129,6 +130,7 @@ class Objective:
         return cfg
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
+        self.current_trial = trial.number  # which trial an interrupt leaves behind
         start = time.perf_counter()
         trial.set_user_attr("worker", self.worker)
         claim(trial, self.spec.n_trials)
@@ -175,6 +177,10 @@ class Objective:
                 reason = str(exc)
             trial.set_user_attr("fail_reason", reason[:500])
             shutil.rmtree(ckpt, ignore_errors=True)  # final: only killed (stale) trials are retried
+            raise
+        except KeyboardInterrupt:
+            # the worker queues a retry; the finished members stay for it to reuse
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
         self.train_seconds += time.perf_counter() - train_start
         trained = [m for i, m in enumerate(ensemble.members) if i not in ensemble.reused_members]

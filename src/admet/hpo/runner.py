@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import optuna
 import torch
-from optuna.storages import fail_stale_trials
+from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -143,6 +143,19 @@ def failure_streak(trials: list[optuna.trial.FrozenTrial], worker: str) -> list[
     return []
 
 
+def _after_interrupt(study: optuna.Study, number: int | None, max_retry: int) -> str:
+    """Ctrl-C: the trial Optuna just marked FAIL is queued again with the same parameters
+    (its finished members are reused), as a killed worker's trial would be; returns the
+    line to print."""
+    if number is None:
+        return "no trial was running"
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state != TrialState.FAIL:
+        return f"trial {number} was left {trial.state.name if trial else 'unknown'}"
+    RetryFailedTrialCallback(max_retry=max_retry)(study, trial)
+    return f"trial {number} stopped; it will be retried by the next worker with the same parameters"
+
+
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     value = "" if trial.values is None else " value=" + ", ".join(f"{v:.4f}" for v in trial.values)
     extra = f" reason={trial.user_attrs['fail_reason']}" if "fail_reason" in trial.user_attrs else ""
@@ -233,7 +246,14 @@ def run_worker(
         if step == "wait":
             time.sleep(max(1, min(spec.heartbeat_interval, 10)))  # let running trials end
             continue
-        study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
+        objective.current_trial = None
+        try:
+            study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
+        except KeyboardInterrupt:
+            bar.close()
+            raise KeyboardInterrupt(
+                _after_interrupt(study, objective.current_trial, spec.max_retry)
+            ) from None
         ran += 1
         streak = failure_streak(study.get_trials(deepcopy=False), objective.worker)
         if streak:

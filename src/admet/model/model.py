@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import signal
 import tempfile
 import time
 import warnings
@@ -264,7 +265,15 @@ class ChempropModel:
                 log_every_n_steps=1,  # nothing is logged per step (see MultitaskMPNN)
                 default_root_dir=ckpt_dir,
             )
-            trainer.fit(mpnn, train_loader, val_loader)
+            try:
+                trainer.fit(mpnn, train_loader, val_loader)
+            except SystemExit:
+                if not trainer.interrupted:
+                    raise
+                # Lightning turns Ctrl-C into SystemExit(1) and ignores further Ctrl-Cs;
+                # give callers (the HPO worker, the CLIs) the KeyboardInterrupt back.
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt from None
             best = checkpoint.best_model_score
             if not checkpoint.best_model_path or best is None or not math.isfinite(float(best)):
                 raise TrainingDivergedError(

@@ -196,3 +196,48 @@ def test_ctrl_c_stops_the_worker_once_and_queues_the_trial_again(synthetic_csv, 
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
     assert retry[0].params == failed[0].params
     assert not any(t.state == TrialState.RUNNING for t in study.trials)
+
+
+def _register_concurrently(url: str, n: int, name: str = "reg") -> list[int]:
+    """``n`` workers, each with its own connection pool, register at the same moment."""
+    import threading
+
+    from admet.hpo.runner import _register_worker
+    from admet.hpo.storage import open_storage
+
+    optuna.create_study(study_name=name, storage=open_storage(url), load_if_exists=True)
+    studies = [optuna.load_study(study_name=name, storage=open_storage(url)) for _ in range(n)]
+    barrier = threading.Barrier(n)
+    indices: list[int] = []
+
+    def register(study: optuna.Study) -> None:
+        barrier.wait()
+        indices.append(_register_worker(study))
+
+    threads = [threading.Thread(target=register, args=(s,)) for s in studies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return indices
+
+
+def test_concurrent_workers_get_distinct_indices_on_sqlite(tmp_path):
+    """Eight workers starting together get eight indices (issue 12, item 7); a restarted
+    worker with the same identity gets a new one, so it does not replay its seed."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert sorted(_register_concurrently(url, 8)) == list(range(8))
+    assert _register_concurrently(url, 1) == [8]
+
+
+@pytest.mark.postgres
+def test_concurrent_workers_get_distinct_indices_on_postgres(postgres_url):
+    import uuid
+
+    from admet.hpo.storage import open_storage
+
+    name = f"reg-{uuid.uuid4().hex[:8]}"
+    try:
+        assert sorted(_register_concurrently(postgres_url, 8, name)) == list(range(8))
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(postgres_url))

@@ -6,16 +6,16 @@ for them to finish or go stale: a stale trial is marked FAIL by Optuna's heartbe
 machinery, re-enqueued with the same parameters by ``RetryFailedTrialCallback``, and then
 picked up by a waiting worker.
 
-Each worker registers in the study's user attributes and gets the next worker index; its
-TPE sampler is seeded with ``seed + index``, so parallel workers explore differently while
-a lone worker with a fixed seed is reproducible.
+Each worker registers in the study and gets the next worker index, chosen atomically in
+the database, never reused; its TPE sampler is seeded with ``seed + index``, so parallel
+(and restarted) workers explore differently while a lone worker on a fresh study with a
+fixed seed is reproducible.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 
@@ -30,7 +30,7 @@ from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
-from admet.hpo.storage import open_storage, resolve_storage_url
+from admet.hpo.storage import ResilientRDBStorage, open_storage, resolve_storage_url
 from admet.redact import mask_url
 
 __all__ = ["WorkerResult", "create_or_load_study", "failure_streak", "run_worker"]
@@ -110,22 +110,17 @@ def _check_search_space(study: optuna.Study, spec: StudySpec, allow_change: bool
 
 
 def _register_worker(study: optuna.Study) -> int:
-    """Next free worker index, recorded in the study (``worker:<index>`` -> worker id).
-
-    Two workers starting together may pick the same index; both write it, re-read it, and
-    the one whose id did not stick moves on to the next index."""
-    me = worker_id()
+    """This worker's index in the study: from the storage's atomic registration when it
+    has one (RDB), else the next free ``worker:<index>`` attribute."""
+    storage = study._storage  # Optuna keeps the storage private (wrapped in its cache)
+    storage = getattr(storage, "_backend", storage)
+    if isinstance(storage, ResilientRDBStorage):
+        return storage.register_worker(study._study_id, worker_id())
     index = 0
-    while True:
-        attrs = study.user_attrs
-        if attrs.get(f"worker:{index}") not in (None, me):
-            index += 1
-            continue
-        study.set_user_attr(f"worker:{index}", me)
-        time.sleep(random.uniform(0.05, 0.3))
-        if study.user_attrs.get(f"worker:{index}") == me:
-            return index
+    while f"worker:{index}" in study.user_attrs:
         index += 1
+    study.set_user_attr(f"worker:{index}", worker_id())
+    return index
 
 
 def failure_streak(trials: list[optuna.trial.FrozenTrial], worker: str) -> list[optuna.trial.FrozenTrial]:

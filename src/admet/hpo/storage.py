@@ -14,6 +14,7 @@ blip); with ``pool_pre_ping`` the next attempt gets a fresh connection.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -136,6 +137,46 @@ class ResilientRDBStorage(RDBStorage):
             if now - seen.setdefault(trial_id, now) > grace:
                 stale.append(trial_id)
         return stale
+
+    def register_worker(self, study_id: int, worker: str) -> int:
+        """A new worker index of the study, unique under concurrent starts: read and
+        recorded (user attribute ``worker:<index>``) in one transaction that holds a
+        database lock (PostgreSQL advisory lock, SQLite's write lock). Indices are never
+        reused, so a restarted worker with the same host and PID does not repeat another
+        start's sampler seed."""
+        from optuna.storages._rdb import models  # Optuna's schema: no atomic public API
+
+        table = models.StudyUserAttributeModel.__table__
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            conn_cm = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            conn_cm = self.engine.connect()
+        with conn_cm as conn:
+            if dialect == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif dialect == "postgresql":
+                conn.execute(
+                    sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x61646D65 + study_id}
+                )
+            try:
+                keys = conn.execute(
+                    sqlalchemy.select(table.c.key)
+                    .where(table.c.study_id == study_id)
+                    .where(table.c.key.like("worker:%"))
+                ).scalars()
+                taken = [int(k.split(":", 1)[1]) for k in keys if k.split(":", 1)[1].isdigit()]
+                index = max(taken, default=-1) + 1
+                conn.execute(
+                    sqlalchemy.insert(table).values(
+                        study_id=study_id, key=f"worker:{index}", value_json=json.dumps(worker)
+                    )
+                )
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK") if dialect == "sqlite" else conn.rollback()
+                raise
+            conn.exec_driver_sql("COMMIT") if dialect == "sqlite" else conn.commit()
+        return index
 
     def _trials_without_heartbeat(self, study_id: int) -> list[int]:
         from optuna.storages._rdb import models  # Optuna's schema; no public query for this

@@ -54,7 +54,7 @@ def hpo(home: Path, *args: str, timeout: int = 600, **env: str) -> subprocess.Co
     )
 
 
-def spawn(home: Path, *args: str) -> subprocess.Popen[str]:
+def spawn(home: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """Start ``python -m admet.hpo ARGS`` in the background, its output going to a new file
     ``proc.log`` in ``home``: a pipe that nobody reads while the test waits could fill up
     and block the worker."""
@@ -62,7 +62,7 @@ def spawn(home: Path, *args: str) -> subprocess.Popen[str]:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "admet.hpo", *args],
-            env=_env(home),
+            env=_env(home, **env),
             cwd=home,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -364,3 +364,56 @@ def test_password_is_masked_everywhere():
     url = "postgresql+psycopg2://admet:hunter2@db.example:5432/studies"
     assert mask_url(url) == "postgresql+psycopg2://admet:***@db.example:5432/studies"
     assert "hunter2" not in mask_url("http://user:hunter2@mlflow:5000")
+
+
+@pytest.mark.postgres
+def test_workers_survive_an_outage_longer_than_the_retry_window(synthetic_csv, tmp_path, pg_storage):
+    """PostgreSQL stopped for longer than the storage retry window while two workers train:
+    the heartbeat outlives it, a trial taken over as stale is dropped (not a crash) and
+    retried once, and the study ends with its budget finished (issue 12, item 3)."""
+    args = run_args(
+        synthetic_csv,
+        pg_storage,
+        "n_trials=3",
+        "mlflow.enabled=false",
+        "optimization.max_epochs=12",
+        "optimization.patience=20",
+    )
+    env = {"ADMET_STORAGE_RETRY_SECONDS": "4"}
+    workers = [spawn(tmp_path, *args, **env) for _ in range(2)]
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+
+    def pg(action: str) -> None:
+        done = subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+    try:
+        _wait_for(
+            lambda: sum(t.state == TrialState.RUNNING for t in _load(pg_storage).trials) >= 2,
+            240,
+            "two trials in training",
+            workers[0],
+        )
+        pg("stop")
+        time.sleep(12)  # > retry window (4 s) and > grace period (6 s)
+    finally:
+        pg("start")
+    for w in workers:
+        try:
+            w.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            w.send_signal(signal.SIGABRT)
+            w.wait(timeout=30)
+    for w in workers:
+        assert w.returncode == 0, _tail(w)
+        assert "Traceback" not in _tail(w, 20000), _tail(w)
+    study = _load(pg_storage)
+    counts = _states(study)
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) >= 3 and counts.get("RUNNING", 0) == 0
+    for failed in (t for t in study.trials if t.state == TrialState.FAIL):
+        assert len([t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]) <= 1

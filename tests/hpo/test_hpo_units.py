@@ -70,12 +70,14 @@ class _Flaky:
 
 def test_storage_calls_are_retried_through_optunas_wrapper(monkeypatch):
     monkeypatch.setattr("admet.hpo.storage.time.sleep", lambda s: None)
+    monkeypatch.setenv("ADMET_STORAGE_RETRY_SECONDS", "60")
     flaky = _Flaky(failures=3)
-    wrapped = _retrying(type(flaky).call, budget=60)
+    wrapped = _retrying(type(flaky).call)
     assert wrapped(flaky) == "ok" and flaky.calls == 4
+    monkeypatch.setenv("ADMET_STORAGE_RETRY_SECONDS", "5")
     never = _Flaky(failures=10**6)
     with pytest.raises(optuna.exceptions.StorageInternalError):
-        _retrying(type(never).call, budget=5)(never)
+        _retrying(type(never).call)(never)
 
 
 def test_changed_directions_are_refused(tmp_path):

@@ -218,8 +218,8 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 class _QuietInterrupt(logging.Filter):
-    """Drop Optuna's traceback of a trial failed by Ctrl-C (and its follow-up line): the
-    worker prints one line saying what happens to the trial instead."""
+    """Drop Optuna's traceback of a trial failed by Ctrl-C or taken over by another worker
+    (and its follow-up line): the worker says in one line what happens to the trial."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -227,7 +227,10 @@ class _QuietInterrupt(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        quiet = (KeyboardInterrupt, UpdateFinishedTrialError)
+        if record.exc_info and isinstance(record.exc_info[1], quiet):
             self._interrupted.add(message.split(" failed", 1)[0])
             return False
         return not (

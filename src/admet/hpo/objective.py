@@ -31,6 +31,7 @@ import numpy as np
 import optuna
 import torch
 from lightning.pytorch.callbacks import Callback
+from sqlalchemy.exc import SQLAlchemyError
 
 from admet.config import EnsembleConfig, config_to_dict, load_config
 from admet.data import MultitaskDataset, default_cache, load_training_data
@@ -78,8 +79,17 @@ class TrialPruningCallback(Callback):
             return
         epoch = trainer.current_epoch
         self.epochs = epoch + 1
-        self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune():
+        try:
+            self.trial.report(float(value), step=epoch)
+            prune = self.trial.should_prune()
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            # the database is away for longer than the storage's retry window: training
+            # goes on, this epoch's value is not reported (the heartbeat keeps trying)
+            logger.warning(
+                "epoch %d of trial %d not reported (%s)", epoch, self.trial.number, type(exc).__name__
+            )
+            return
+        if prune:
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor}={float(value):.4f}")
 
 

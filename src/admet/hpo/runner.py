@@ -138,6 +138,18 @@ def failure_streak(trials: list[optuna.trial.FrozenTrial], worker: str) -> list[
     return []
 
 
+def _taken_over(study: optuna.Study, number: int | None, exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna refusing to report or tell a trial that another worker
+    has already marked FAIL (stale heartbeat)."""
+    refused = isinstance(exc, optuna.exceptions.UpdateFinishedTrialError) or str(exc).startswith(
+        "Cannot tell a"
+    )
+    if not refused or number is None:
+        return False
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    return trial is not None and trial.state == TrialState.FAIL
+
+
 def _after_interrupt(study: optuna.Study, number: int | None, max_retry: int) -> str:
     """Ctrl-C: the trial Optuna just marked FAIL is queued again with the same parameters
     (its finished members are reused), as a killed worker's trial would be; returns the

@@ -45,7 +45,12 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_DB_NAME = "admet-studies.db"
-RETRY_SECONDS = 120.0
+RETRY_SECONDS = 120.0  # ADMET_STORAGE_RETRY_SECONDS overrides it
+
+
+def retry_seconds() -> float:
+    """How long a storage call keeps retrying a lost connection before it fails."""
+    return float(os.environ.get("ADMET_STORAGE_RETRY_SECONDS", RETRY_SECONDS))
 
 
 def default_storage_url() -> str:
@@ -87,10 +92,10 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-def _retrying(method: F, budget: float) -> F:
+def _retrying(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        delay, waited = 0.5, 0.0
+        delay, waited, budget = 0.5, 0.0, retry_seconds()
         while True:
             try:
                 return method(self, *args, **kwargs)
@@ -203,7 +208,35 @@ _RETRIED = [
 for _name in _RETRIED:
     # our own overrides are retried too
     _own = vars(ResilientRDBStorage).get(_name, getattr(RDBStorage, _name))
-    setattr(ResilientRDBStorage, _name, _retrying(_own, RETRY_SECONDS))
+    setattr(ResilientRDBStorage, _name, _retrying(_own))
+
+
+def _beating(record_heartbeat: F) -> F:
+    """Optuna's heartbeat thread has no error handling: one exception (an outage longer
+    than the retry window, SQLite's 'database is locked') ends it for good while training
+    goes on, and other workers then fail the live trial as stale. The heartbeat therefore
+    never raises: a failed beat is logged once per outage and the next beat tries again."""
+
+    @functools.wraps(record_heartbeat)
+    def wrapper(self: ResilientRDBStorage, trial_id: int) -> None:
+        try:
+            record_heartbeat(self, trial_id)
+        except Exception as exc:
+            if not self.__dict__.get("_heartbeat_failing"):
+                logger.warning(
+                    "heartbeat of trial %d not recorded (%s); retrying at the next beat",
+                    trial_id,
+                    scrub(str(exc).splitlines()[0][:200], self.url),
+                )
+            self.__dict__["_heartbeat_failing"] = True
+        else:
+            if self.__dict__.pop("_heartbeat_failing", False):
+                logger.warning("heartbeat of trial %d recorded again", trial_id)
+
+    return wrapper  # type: ignore[return-value]
+
+
+ResilientRDBStorage.record_heartbeat = _beating(ResilientRDBStorage.record_heartbeat)  # type: ignore[method-assign]
 
 
 def open_storage(

@@ -241,3 +241,14 @@ def test_concurrent_workers_get_distinct_indices_on_postgres(postgres_url):
         assert sorted(_register_concurrently(postgres_url, 8, name)) == list(range(8))
     finally:
         optuna.delete_study(study_name=name, storage=open_storage(postgres_url))
+
+
+def test_status_shows_a_running_trial_without_heartbeat(tmp_path):
+    from admet.hpo.runner import create_or_load_study
+    from admet.hpo.summary import status_text
+
+    spec = load_study_spec("joint_sampling")
+    study = create_or_load_study(spec, f"sqlite:///{tmp_path / 's.db'}", with_heartbeat=False)
+    orphan = study.ask()
+    text = status_text(study, 4)
+    assert f"running: trial {orphan.number}" in text and "no heartbeat yet" in text

@@ -21,8 +21,15 @@ def _now() -> dt.datetime:
 
 
 def status_text(study: optuna.Study, n_trials: int | None = None) -> str:
-    """Counts by state, best value, running trials (worker, age) and an ETA."""
+    """Counts by state, best value, running trials (worker, age, whether they ever wrote a
+    heartbeat) and an ETA."""
     trials = study.get_trials(deepcopy=False)
+    backend = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps it
+    silent_ids = (
+        set(backend._trials_without_heartbeat(study._study_id))
+        if hasattr(backend, "_trials_without_heartbeat")
+        else set()
+    )
     counts = {s.name: 0 for s in TrialState}
     for t in trials:
         counts[t.state.name] += 1
@@ -41,7 +48,12 @@ def status_text(study: optuna.Study, n_trials: int | None = None) -> str:
     running = [t for t in trials if t.state == TrialState.RUNNING]
     for t in running:
         age = (_now() - t.datetime_start).total_seconds() if t.datetime_start else math.nan
-        lines.append(f"  running: trial {t.number} on {t.user_attrs.get('worker', '?')}, {age:.0f} s")
+        note = (
+            " (no heartbeat yet: failed and retried after the grace period)"
+            if t._trial_id in silent_ids
+            else ""
+        )
+        lines.append(f"  running: trial {t.number} on {t.user_attrs.get('worker', '?')}, {age:.0f} s{note}")
     durations = [
         (t.datetime_complete - t.datetime_start).total_seconds()
         for t in trials

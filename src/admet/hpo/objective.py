@@ -39,6 +39,7 @@ from admet.errors import ConfigError, TrainingDivergedError
 from admet.hpo.budget import claim
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
+from admet.hpo.storage import until_reachable
 from admet.model import MONITOR, ChempropEnsemble
 from admet.paths import home
 from admet.redact import mask_url
@@ -172,6 +173,7 @@ class Objective:
                 progress=self.progress,
             )
         except optuna.TrialPruned:
+            until_reachable(lambda: trial.study._storage.get_trial(trial._trial_id))
             self.epochs_trained += pruning.epochs
             self.train_seconds += time.perf_counter() - train_start
             trial.set_user_attr("wall_seconds", time.perf_counter() - start)
@@ -198,6 +200,8 @@ class Objective:
         self.member_fit_seconds += sum(m.fit_seconds for m in trained)
         self.evaluation_seconds += ensemble.evaluation_seconds
         self.epochs_trained += epochs
+        # Optuna's tell after this return cannot survive a database that is away: wait for it
+        until_reachable(lambda: trial.study._storage.get_trial(trial._trial_id))
         values = self._record(trial, ensemble, start, epochs)
         shutil.rmtree(ckpt, ignore_errors=True)  # the trial is stored; members were only for retries
         return values[0] if len(values) == 1 else values

@@ -30,7 +30,7 @@ from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
-from admet.hpo.storage import ResilientRDBStorage, open_storage, resolve_storage_url
+from admet.hpo.storage import ResilientRDBStorage, open_storage, resolve_storage_url, until_reachable
 from admet.redact import mask_url
 
 __all__ = ["WorkerResult", "create_or_load_study", "failure_streak", "run_worker"]
@@ -243,8 +243,8 @@ def run_worker(
         initial=budget(study)["FINISHED"],
     )
     while True:
-        fail_stale_trials(study)
-        counts = budget(study)
+        until_reachable(lambda: fail_stale_trials(study))
+        counts = until_reachable(lambda: budget(study))
         bar.n = min(counts["FINISHED"], spec.n_trials)
         bar.refresh()
         step = next_step(counts, spec.n_trials)
@@ -262,7 +262,7 @@ def run_worker(
                 _after_interrupt(study, objective.current_trial, spec.max_retry)
             ) from None
         ran += 1
-        streak = failure_streak(study.get_trials(deepcopy=False), objective.worker)
+        streak = failure_streak(until_reachable(lambda: study.get_trials(deepcopy=False)), objective.worker)
         if streak:
             reason = streak[-1].user_attrs.get("fail_reason", "see the log")
             raise AdmetError(

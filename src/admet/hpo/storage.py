@@ -39,7 +39,13 @@ from admet.errors import StorageError
 from admet.paths import home
 from admet.redact import mask_url, scrub
 
-__all__ = ["ResilientRDBStorage", "default_storage_url", "open_storage", "resolve_storage_url"]
+__all__ = [
+    "ResilientRDBStorage",
+    "default_storage_url",
+    "open_storage",
+    "resolve_storage_url",
+    "until_reachable",
+]
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,6 +121,25 @@ def _retrying(method: F) -> F:
                 delay = min(delay * 2, 10.0)
 
     return wrapper  # type: ignore[return-value]
+
+
+def until_reachable(call: Callable[[], Any], what: str = "the study database") -> Any:
+    """``call()``, waiting through a lost connection for as long as it takes (beyond the
+    storage's retry window): a worker outlives database outages of any length. Errors
+    that are not about the connection are raised at once."""
+    warned, delay = False, 1.0
+    while True:
+        try:
+            return call()
+        except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+            cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
+            if cause is None or not _is_connection_error(cause):
+                raise
+            if not warned:
+                logger.warning("%s is unreachable; waiting for it", what)
+                warned = True
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
 
 
 class ResilientRDBStorage(RDBStorage):

@@ -252,3 +252,26 @@ def test_status_shows_a_running_trial_without_heartbeat(tmp_path):
     orphan = study.ask()
     text = status_text(study, 4)
     assert f"running: trial {orphan.number}" in text and "no heartbeat yet" in text
+
+
+def test_a_trial_taken_over_is_recognised_through_optunas_exception_chain(tmp_path):
+    """Optuna refuses to tell a trial another worker failed as stale, and its
+    post-processing may raise AssertionError('Should not reach.') in place of the refusal:
+    the worker must recognise both and carry on (issue 12, item 3)."""
+    from admet.hpo.runner import _taken_over
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+    taken, live = study.ask(), study.ask()
+    study.tell(taken, state=TrialState.FAIL)  # what another worker's stale check does
+    try:
+        try:
+            raise ValueError("Cannot tell a FAIL trial.")
+        except ValueError:
+            raise AssertionError("Should not reach.")  # noqa: B904  (Optuna's own pattern)
+    except AssertionError as exc:
+        chained = exc
+    assert _taken_over(study, taken.number, chained)
+    assert _taken_over(study, taken.number, optuna.exceptions.UpdateFinishedTrialError("finished"))
+    assert not _taken_over(study, live.number, chained)  # still RUNNING: a real bug, re-raised
+    assert not _taken_over(study, taken.number, RuntimeError("something else"))
+    assert not _taken_over(study, None, chained)

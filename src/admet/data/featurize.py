@@ -149,13 +149,14 @@ class FeaturizationCache:
         os.replace(tmp, path)
 
 
-def pack_graphs(smiles: list[str], graphs: list[MolGraph]) -> dict[str, np.ndarray]:
+def pack_graphs(smiles: Sequence[str] | None, graphs: Sequence[MolGraph]) -> dict[str, np.ndarray]:
     """Concatenate many graphs into a few flat arrays: loading them back is a handful of
-    array reads and slices instead of unpickling thousands of small objects."""
-    n_atoms = np.array([len(g.V) for g in graphs])
-    n_bonds = np.array([len(g.E) for g in graphs])
+    array reads and slices instead of unpickling thousands of small objects, and a batch
+    is a gather over them (:mod:`admet.data.packed`). ``smiles`` (optional) names them."""
+    n_atoms = np.array([len(g.V) for g in graphs], dtype=np.int64)
+    n_bonds = np.array([len(g.E) for g in graphs], dtype=np.int64)
     return {
-        "smiles": np.array(smiles),
+        **({} if smiles is None else {"smiles": np.array(smiles)}),
         "n_atoms": n_atoms,
         "n_bonds": n_bonds,
         "V": np.concatenate([g.V for g in graphs]),

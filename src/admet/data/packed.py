@@ -31,7 +31,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,8 @@ from chemprop.data import BatchMolGraph, TrainingBatch
 from chemprop.data.molgraph import MolGraph
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from admet.data.featurize import pack_graphs
 
 __all__ = [
     "EpochBatches",
@@ -81,15 +83,18 @@ class PackedGraphs:
         """Pack Chemprop ``MolGraph`` objects (features as float32, indices as int64)."""
         if not graphs:
             raise ValueError("no graphs to pack")
-        n_atoms = np.fromiter((len(g.V) for g in graphs), dtype=np.int64, count=len(graphs))
-        n_bonds = np.fromiter((g.E.shape[0] for g in graphs), dtype=np.int64, count=len(graphs))
+        return cls.from_packed(pack_graphs(None, graphs))
+
+    @classmethod
+    def from_packed(cls, packed: Mapping[str, np.ndarray]) -> PackedGraphs:
+        """From :func:`~admet.data.featurize.pack_graphs`'s arrays (also its disk format)."""
         return cls(
-            V=torch.from_numpy(np.concatenate([g.V for g in graphs]).astype(np.float32, copy=False)),
-            E=torch.from_numpy(np.concatenate([g.E for g in graphs]).astype(np.float32, copy=False)),
-            edge_index=torch.from_numpy(np.concatenate([g.edge_index for g in graphs], axis=1)).long(),
-            rev_edge_index=torch.from_numpy(np.concatenate([g.rev_edge_index for g in graphs])).long(),
-            atom_offsets=np.concatenate([[0], np.cumsum(n_atoms)]),
-            bond_offsets=np.concatenate([[0], np.cumsum(n_bonds)]),
+            V=torch.from_numpy(np.asarray(packed["V"], dtype=np.float32)),
+            E=torch.from_numpy(np.asarray(packed["E"], dtype=np.float32)),
+            edge_index=torch.from_numpy(np.asarray(packed["edge_index"], dtype=np.int64)),
+            rev_edge_index=torch.from_numpy(np.asarray(packed["rev_edge_index"], dtype=np.int64)),
+            atom_offsets=np.concatenate([[0], np.cumsum(packed["n_atoms"])]).astype(np.int64),
+            bond_offsets=np.concatenate([[0], np.cumsum(packed["n_bonds"])]).astype(np.int64),
         )
 
     def __len__(self) -> int:

@@ -173,7 +173,7 @@ class Objective:
                 progress=self.progress,
             )
         except optuna.TrialPruned:
-            until_reachable(lambda: trial.study._storage.get_trial(trial._trial_id))
+            _await_database(trial)
             self.epochs_trained += pruning.epochs
             self.train_seconds += time.perf_counter() - train_start
             trial.set_user_attr("wall_seconds", time.perf_counter() - start)
@@ -200,8 +200,7 @@ class Objective:
         self.member_fit_seconds += sum(m.fit_seconds for m in trained)
         self.evaluation_seconds += ensemble.evaluation_seconds
         self.epochs_trained += epochs
-        # Optuna's tell after this return cannot survive a database that is away: wait for it
-        until_reachable(lambda: trial.study._storage.get_trial(trial._trial_id))
+        _await_database(trial)
         values = self._record(trial, ensemble, start, epochs)
         shutil.rmtree(ckpt, ignore_errors=True)  # the trial is stored; members were only for retries
         return values[0] if len(values) == 1 else values
@@ -227,6 +226,12 @@ class Objective:
         trial.set_user_attr("wall_seconds", time.perf_counter() - start)
         objectives = {"cv_mae_macro": float(ens.cv_score), "sparse_tasks_mae": sparse}
         return [objectives[name] for name in self.spec.objectives]
+
+
+def _await_database(trial: optuna.Trial) -> None:
+    """Optuna's tell after the objective returns cannot survive a database that is away:
+    wait for it first."""
+    until_reachable(lambda: trial.study._storage.get_trial(trial._trial_id))
 
 
 def _finite(tree: Any) -> Any:

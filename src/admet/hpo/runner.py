@@ -30,7 +30,13 @@ from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
-from admet.hpo.storage import ResilientRDBStorage, open_storage, resolve_storage_url, until_reachable
+from admet.hpo.storage import (
+    STORAGE_ERRORS,
+    ResilientRDBStorage,
+    open_storage,
+    resolve_storage_url,
+    until_reachable,
+)
 from admet.redact import mask_url
 
 __all__ = ["WorkerResult", "create_or_load_study", "failure_streak", "run_worker"]
@@ -110,17 +116,12 @@ def _check_search_space(study: optuna.Study, spec: StudySpec, allow_change: bool
 
 
 def _register_worker(study: optuna.Study) -> int:
-    """This worker's index in the study: from the storage's atomic registration when it
-    has one (RDB), else the next free ``worker:<index>`` attribute."""
+    """This worker's index in the study, registered atomically by its storage (every
+    study here is opened through :func:`open_storage`)."""
     storage = study._storage  # Optuna keeps the storage private (wrapped in its cache)
     storage = getattr(storage, "_backend", storage)
-    if isinstance(storage, ResilientRDBStorage):
-        return storage.register_worker(study._study_id, worker_id())
-    index = 0
-    while f"worker:{index}" in study.user_attrs:
-        index += 1
-    study.set_user_attr(f"worker:{index}", worker_id())
-    return index
+    assert isinstance(storage, ResilientRDBStorage), type(storage)
+    return storage.register_worker(study._study_id, worker_id())
 
 
 def failure_streak(trials: list[optuna.trial.FrozenTrial], worker: str) -> list[optuna.trial.FrozenTrial]:
@@ -141,8 +142,16 @@ def failure_streak(trials: list[optuna.trial.FrozenTrial], worker: str) -> list[
 def _taken_over(study: optuna.Study, number: int | None, exc: BaseException) -> bool:
     """Whether ``exc`` is Optuna refusing to report or tell a trial that another worker
     has already marked FAIL (stale heartbeat)."""
-    refused = isinstance(exc, optuna.exceptions.UpdateFinishedTrialError) or str(exc).startswith(
-        "Cannot tell a"
+    # Optuna's post-processing may replace the refusal by AssertionError("Should not
+    # reach."): look through the chain of exceptions being handled
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    refused = any(
+        isinstance(e, optuna.exceptions.UpdateFinishedTrialError) or str(e).startswith("Cannot tell a")
+        for e in chain
     )
     if not refused or number is None:
         return False
@@ -261,6 +270,21 @@ def run_worker(
             raise KeyboardInterrupt(
                 _after_interrupt(study, objective.current_trial, spec.max_retry)
             ) from None
+        except STORAGE_ERRORS:
+            # the database went away around a trial's start or end for longer than the
+            # retry window: wait for it; a trial left RUNNING is failed as stale and retried
+            until_reachable(lambda: budget(study))
+            continue
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError, AssertionError) as exc:
+            if not _taken_over(study, objective.current_trial, exc):
+                raise
+            # another worker failed this trial as stale while the database was away and
+            # queued its retry: this worker drops the trial and carries on
+            logger.warning(
+                "trial %s was taken over by another worker (its heartbeat was lost); carrying on",
+                objective.current_trial,
+            )
+            continue
         ran += 1
         streak = failure_streak(until_reachable(lambda: study.get_trials(deepcopy=False)), objective.worker)
         if streak:

@@ -98,6 +98,16 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+STORAGE_ERRORS = (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether a storage error means the connection was lost (worth waiting for); Optuna
+    wraps driver errors of its scoped sessions in StorageInternalError."""
+    cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
+    return cause is not None and _is_connection_error(cause)
+
+
 def _retrying(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
@@ -105,10 +115,8 @@ def _retrying(method: F) -> F:
         while True:
             try:
                 return method(self, *args, **kwargs)
-            except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
-                # Optuna wraps driver errors of its scoped sessions in StorageInternalError.
-                cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
-                if cause is None or not _is_connection_error(cause) or waited >= budget:
+            except STORAGE_ERRORS as exc:
+                if not _connection_lost(exc) or waited >= budget:
                     raise
                 logger.warning(
                     "lost the study database connection (%s); retrying in %.1f s",
@@ -131,9 +139,8 @@ def until_reachable(call: Callable[[], Any], what: str = "the study database") -
     while True:
         try:
             return call()
-        except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
-            cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
-            if cause is None or not _is_connection_error(cause):
+        except STORAGE_ERRORS as exc:
+            if not _connection_lost(exc):
                 raise
             if not warned:
                 logger.warning("%s is unreachable; waiting for it", what)
@@ -148,6 +155,11 @@ class ResilientRDBStorage(RDBStorage):
     RUNNING trial which never wrote a heartbeat as stale once it has stayed so for the
     grace period."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._no_heartbeat_since: dict[int, float] = {}  # trial id -> first seen silent
+        self._heartbeat_failing = False
+
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # Optuna's own check skips RUNNING trials without a heartbeat row (a worker killed
         # between creating the trial and its first beat, a notebook's study.ask(), a trial
@@ -158,7 +170,7 @@ class ResilientRDBStorage(RDBStorage):
         stale = super()._get_stale_trial_ids(study_id)
         grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 60)
         now = time.monotonic()
-        seen = self.__dict__.setdefault("_no_heartbeat_since", {})
+        seen = self._no_heartbeat_since
         silent = set(self._trials_without_heartbeat(study_id))
         for trial_id in list(seen):
             if trial_id not in silent:
@@ -247,15 +259,16 @@ def _beating(record_heartbeat: F) -> F:
         try:
             record_heartbeat(self, trial_id)
         except Exception as exc:
-            if not self.__dict__.get("_heartbeat_failing"):
+            if not self._heartbeat_failing:
                 logger.warning(
                     "heartbeat of trial %d not recorded (%s); retrying at the next beat",
                     trial_id,
                     scrub(str(exc).splitlines()[0][:200], self.url),
                 )
-            self.__dict__["_heartbeat_failing"] = True
+            self._heartbeat_failing = True
         else:
-            if self.__dict__.pop("_heartbeat_failing", False):
+            if self._heartbeat_failing:
+                self._heartbeat_failing = False
                 logger.warning("heartbeat of trial %d recorded again", trial_id)
 
     return wrapper  # type: ignore[return-value]

@@ -32,6 +32,17 @@ __all__ = ["MONITOR", "MultitaskMPNN"]
 MONITOR = "val/mae_macro"
 
 
+def _criterion_sums(
+    crit, preds, targets, mask, weights, lt_mask, gt_mask
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted loss sum and the label count that a Chemprop criterion accumulates in
+    ``update`` (its value is sum / count), without the Metric's per-call bookkeeping."""
+    lt_mask = torch.zeros_like(mask) if lt_mask is None else lt_mask
+    gt_mask = torch.zeros_like(mask) if gt_mask is None else gt_mask
+    L = crit._calc_unreduced_loss(preds, targets, mask, weights, lt_mask, gt_mask)
+    return (L * weights.view(-1, 1) * crit.task_weights * mask).sum(), mask.sum()
+
+
 class MultitaskMPNN(MPNN):
     """An ``MPNN`` whose validation reports per-task and per-quality metrics.
 
@@ -103,12 +114,7 @@ class MultitaskMPNN(MPNN):
         mask = targets.isfinite()
         targets = targets.nan_to_num(nan=0.0)
         preds = self.predictor.train_step(self.fingerprint(bmg, V_d, X_d))
-        crit = self.criterion
-        lt_mask = torch.zeros_like(mask) if lt_mask is None else lt_mask
-        gt_mask = torch.zeros_like(mask) if gt_mask is None else gt_mask
-        L = crit._calc_unreduced_loss(preds, targets, mask, weights, lt_mask, gt_mask)
-        total = (L * weights.view(-1, 1) * crit.task_weights * mask).sum()
-        count = mask.sum()
+        total, count = _criterion_sums(self.criterion, preds, targets, mask, weights, lt_mask, gt_mask)
         self._loss_sum += total.detach()
         self._label_count += count
         return total / count
@@ -148,12 +154,12 @@ class MultitaskMPNN(MPNN):
         bmg, V_d, X_d, targets, weights, lt_mask, gt_mask = batch
         mask = targets.isfinite()
         preds = self.predictor.train_step(self.fingerprint(bmg, V_d, X_d))
-        crit = self.metrics[-1]  # Chemprop's val_loss: the training criterion
-        lt_mask = torch.zeros_like(mask) if lt_mask is None else lt_mask
-        gt_mask = torch.zeros_like(mask) if gt_mask is None else gt_mask
-        L = crit._calc_unreduced_loss(preds, targets.nan_to_num(nan=0.0), mask, weights, lt_mask, gt_mask)
-        self._val_loss_sum += (L * weights.view(-1, 1) * crit.task_weights * mask).sum()
-        self._val_label_count += mask.sum()
+        # Chemprop's val_loss: the training criterion (its clone in metrics[-1])
+        total, count = _criterion_sums(
+            self.metrics[-1], preds, targets.nan_to_num(nan=0.0), mask, weights, lt_mask, gt_mask
+        )
+        self._val_loss_sum += total
+        self._val_label_count += count
         self._val_preds.append(preds.detach())
         self._val_targets.append(targets.detach())
 

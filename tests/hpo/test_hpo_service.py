@@ -201,7 +201,7 @@ def _wait_for(predicate, timeout: float, what: str, worker: subprocess.Popen | N
             pass
         if worker is not None and worker.poll() is not None:
             raise AssertionError(f"worker exited ({worker.returncode}) before {what}:\n{_tail(worker)}")
-        time.sleep(0.5)
+        time.sleep(0.1)
     if worker is None:
         raise AssertionError(f"timed out waiting for {what}")
     worker.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER=1: every thread's stack
@@ -210,9 +210,11 @@ def _wait_for(predicate, timeout: float, what: str, worker: subprocess.Popen | N
 
 
 def test_killed_worker_trial_is_retried_with_same_params_reusing_members(synthetic_csv, tmp_path, pg_storage):
+    # long enough that member 1 trains for seconds after member 0 is saved: with the packed
+    # training path 8 epochs of the tiny table took less than one poll interval
     slow = [
-        "optimization.max_epochs=8",
-        "optimization.patience=20",
+        "optimization.max_epochs=80",
+        "optimization.patience=200",
         "joint_sampling.curriculum.enabled=false",
         "mlflow.enabled=false",
         "n_trials=2",

@@ -9,11 +9,13 @@ from __future__ import annotations
 from admet._lazy import lazy_exports
 
 _EXPORTS = {
+    "BranchedFFN": "admet.model.heads",
     "ChempropEnsemble": "admet.model.ensemble",
     "ChempropModel": "admet.model.model",
     "CurriculumCallback": "admet.model.callbacks",
     "EpochHistory": "admet.model.callbacks",
     "MONITOR": "admet.model.mpnn",
+    "MixtureOfExpertsFFN": "admet.model.heads",
     "MultitaskMPNN": "admet.model.mpnn",
     "SamplerStatsCallback": "admet.model.callbacks",
     "TrainingDivergedError": "admet.errors",

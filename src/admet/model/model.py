@@ -43,6 +43,7 @@ from admet.data import MultitaskDataset, canonical_smiles, default_cache
 from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
 from admet.errors import ConfigError, DataError, TrainingDivergedError
 from admet.model.callbacks import CurriculumCallback, EpochHistory, SamplerStatsCallback
+from admet.model.heads import build_predictor
 from admet.model.layers import AGGREGATIONS, BondMessagePassing
 from admet.model.metrics import regression_metrics
 from admet.model.mpnn import MONITOR, MultitaskMPNN
@@ -158,13 +159,10 @@ class ChempropModel:
         )
         task_weights = None if opt.task_weights is None else torch.tensor(opt.task_weights)
         weights = torch.ones(len(self.task_names)) if task_weights is None else task_weights
-        ffn = cnn.RegressionFFN(
+        ffn = build_predictor(
+            m,
             n_tasks=len(self.task_names),
             input_dim=mp.output_dim,
-            hidden_dim=m.hidden_dim,
-            n_layers=m.num_layers,
-            dropout=m.dropout,
-            activation=m.activation,
             criterion=_CRITERIA[opt.criterion](task_weights=weights),
             output_transform=cnn.UnscaleTransform(mean, scale),
         )

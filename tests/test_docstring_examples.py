@@ -14,6 +14,8 @@ LIGHT = [
     "admet.sampling.curriculum",
     "admet.sampling.joint",
     "admet.data.packed",
+    "admet.config.legacy",
+    "admet.model.heads",
 ]
 # these train real (tiny) models
 HEAVY = ["admet.model.ensemble", "admet.hpo.runner"]

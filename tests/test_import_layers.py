@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "paths": set(),
     "redact": set(),
     "tracking": BASE,
-    "config": {"errors", "_lazy"},
+    "config": {"errors", "_lazy", "paths"},
     "data": BASE | {"config"},
     "sampling": BASE | {"config"},
     "model": BASE | {"config", "data", "sampling", "tracking"},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -19,6 +20,7 @@ __all__ = [
     "BudgetTakenError",
     "ConfigError",
     "DataError",
+    "LegacyConfigWarning",
     "StorageError",
     "TrainingDivergedError",
     "cli_errors",
@@ -45,6 +47,11 @@ class StorageError(AdmetError):
     """A study storage that cannot be reached or used (the message never holds a password)."""
 
 
+class LegacyConfigWarning(DeprecationWarning):
+    """A key of the original project's schema that was mapped or has no effect here; the
+    command-line tools print each as one ``warning:`` line."""
+
+
 class TrainingDivergedError(RuntimeError):
     """Training produced no finite validation metric (NaN/inf loss): the trial fails, the
     study goes on."""
@@ -60,7 +67,18 @@ def cli_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> int:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", LegacyConfigWarning)
+                shown = warnings.showwarning
+
+                def one_line(message, category, *rest, **kw):  # type: ignore[no-untyped-def]
+                    if issubclass(category, LegacyConfigWarning):
+                        print(f"warning: {message}", file=sys.stderr)
+                    else:
+                        shown(message, category, *rest, **kw)
+
+                warnings.showwarning = one_line
+                return func(*args, **kwargs)
         except AdmetError as exc:
             message = " ".join(str(exc).split("\n"))
             print(f"error: {message}", file=sys.stderr)

@@ -73,14 +73,19 @@ def test_bad_keys_and_values_name_the_key(overrides, match):
     ("raw", "match"),
     [
         (
-            {"joint_sampling": {"curriculum": {"enabled": True, "quality_col": None}}},
+            {"joint_sampling": {"enabled": True, "curriculum": {"enabled": True, "quality_col": None}}},
             "quality_col is not set",
+        ),
+        (
+            {"joint_sampling": {"enabled": False, "curriculum": {"enabled": True}}},
+            "curriculum.enabled is true but joint_sampling.enabled is false",
         ),
         ({"joint_sampling": {"num_samples": 0}}, "num_samples must be positive"),
         ({"joint_sampling": {"composition_mode": "sum"}}, "valid: two_stage, multiplicative"),
         (
             {
                 "joint_sampling": {
+                    "enabled": True,
                     "curriculum": {
                         "enabled": True,
                         "qualities": ["high", "low"],

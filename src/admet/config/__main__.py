@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = migrate_paths(args.paths, write=write)
     failed = needs = 0
     for r in results:
-        for section in r.unknown_sections:
-            print(f"{r.path}: unknown section {section!r} kept as is")
+        for warning in r.warnings:
+            print(f"{r.path}: warning: {warning}")
         if r.error:
             failed += 1
             print(f"error: {r.error}", file=sys.stderr)

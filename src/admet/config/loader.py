@@ -1,10 +1,12 @@
 """Loading run configurations: YAML or mapping, ``key=value`` overrides, the legacy schema,
 and validation with messages that name the offending key.
 
-The legacy schema had ``optimization.task_sampling_alpha`` (task oversampling) and a
-top-level ``curriculum:`` block. Both still load, with a DeprecationWarning, and map onto
-``joint_sampling``; conflicting old and new values are an error. Use
-``python -m admet.config migrate`` to rewrite such files.
+Files of the original project load too (:mod:`admet.config.legacy` maps them): its
+sampling keys (``optimization.task_sampling_alpha``, a top-level ``curriculum:`` block)
+move under ``joint_sampling`` with a :class:`~admet.errors.LegacyConfigWarning` (run
+``python -m admet.config migrate`` to rewrite the files), its other keys map onto ours,
+and keys with no effect here each give one warning; conflicting old and new values are
+an error.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from admet.config.legacy import apply_legacy, translate_legacy
 from admet.config.phases import CurriculumPhaseConfig
 from admet.config.schema import (
     COMPOSITION_MODES,
+    FFN_TYPES,
     ChempropConfig,
     EnsembleConfig,
     schema_for,
 )
-from admet.errors import ConfigError
+from admet.errors import ConfigError, LegacyConfigWarning
+from admet.paths import home
 
 __all__ = [
     "apply_legacy",
@@ -41,10 +46,8 @@ __all__ = [
     "read_yaml",
     "save_config",
     "set_dotted",
+    "translate_legacy",
 ]
-
-LEGACY_ALPHA_KEY = ("optimization", "task_sampling_alpha")
-LEGACY_CURRICULUM_KEY = "curriculum"
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -121,117 +124,6 @@ def _check_keys(data: Mapping[str, Any], schema: type, prefix: str = "") -> None
             _check_keys(value, sub, prefix=f"{path}.")
 
 
-def _get(data: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
-    node: Any = data
-    for key in keys:
-        if not isinstance(node, Mapping) or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
-def _section(parent: Any, key: str, after: str | None = None) -> Any:
-    """``parent[key]`` as a mapping of the parent's own type, created if absent (placed
-    after ``after`` when the mapping keeps order and supports insertion, as ruamel's does)."""
-    child = parent.get(key)
-    if isinstance(child, Mapping):
-        return child
-    child = type(parent)()
-    keys = list(parent)
-    if hasattr(parent, "insert") and after in keys:
-        parent.insert(keys.index(after) + 1, key, child)
-    else:
-        parent[key] = child
-    return child
-
-
-def _take_comment(mapping: Any, key: str) -> Any:
-    """Detach the comment attached to ``mapping[key]`` (ruamel maps only)."""
-    ca = getattr(mapping, "ca", None)
-    return None if ca is None else ca.items.pop(key, None)
-
-
-def _put_comment(mapping: Any, key: str, comment: Any) -> None:
-    ca = getattr(mapping, "ca", None)
-    if ca is not None and comment is not None:
-        ca.items[key] = comment
-
-
-def apply_legacy(data: Any, source: str = "config") -> tuple[Any, list[str]]:
-    """Map legacy keys onto ``joint_sampling`` in a copy of ``data``.
-
-    Works on plain dicts and on ruamel's round-trip maps (comments and key order are kept,
-    which is what the migration tool relies on). Returns the new mapping and a note per
-    legacy key that was mapped.
-
-    Raises:
-        ConfigError: an old key and its new counterpart disagree.
-    """
-    data = copy.deepcopy(data)
-    notes: list[str] = []
-    optimization = data.get("optimization")
-    if isinstance(optimization, Mapping) and LEGACY_ALPHA_KEY[1] in optimization:
-        comment = _take_comment(optimization, LEGACY_ALPHA_KEY[1])
-        alpha = optimization.pop(LEGACY_ALPHA_KEY[1])
-        js = data.get("joint_sampling")
-        new_alpha = _get(js or {}, "task_oversampling", "alpha")
-        if new_alpha is not None and alpha is not None and float(new_alpha) != float(alpha):
-            raise ConfigError(
-                f"{source}: optimization.task_sampling_alpha={alpha} conflicts with "
-                f"joint_sampling.task_oversampling.alpha={new_alpha}"
-            )
-        if alpha is not None:
-            if (js or {}).get("enabled") is False:
-                raise ConfigError(
-                    f"{source}: optimization.task_sampling_alpha={alpha} conflicts with "
-                    "joint_sampling.enabled=false"
-                )
-            mode = (js or {}).get("composition_mode")
-            if mode not in (None, "two_stage"):
-                raise ConfigError(
-                    f"{source}: optimization.task_sampling_alpha implies two_stage sampling but "
-                    f"joint_sampling.composition_mode={mode!r}"
-                )
-            js = _section(data, "joint_sampling", after="optimization")
-            js["enabled"] = True
-            oversampling = _section(js, "task_oversampling")
-            oversampling["alpha"] = alpha
-            _put_comment(oversampling, "alpha", comment)
-            js["composition_mode"] = "two_stage"
-        notes.append("optimization.task_sampling_alpha -> joint_sampling.task_oversampling.alpha")
-    if LEGACY_CURRICULUM_KEY in data:
-        old = data[LEGACY_CURRICULUM_KEY]
-        if old is not None and not isinstance(old, Mapping):
-            raise ConfigError(f"{source}: legacy 'curriculum' must be a section, got {old!r}")
-        old = old if old is not None else type(data)()
-        existing = _get(data, "joint_sampling", "curriculum") or {}
-        for key, value in old.items():
-            if key in existing and existing[key] != value:
-                raise ConfigError(
-                    f"{source}: curriculum.{key}={value!r} conflicts with "
-                    f"joint_sampling.curriculum.{key}={existing[key]!r}"
-                )
-        if old.get("enabled") and _get(data, "joint_sampling", "enabled") is False:
-            raise ConfigError(
-                f"{source}: curriculum.enabled=true conflicts with joint_sampling.enabled=false"
-            )
-        had_alpha = _get(data, "joint_sampling", "task_oversampling", "alpha") is not None
-        js = _section(data, "joint_sampling", after=LEGACY_CURRICULUM_KEY)
-        del data[LEGACY_CURRICULUM_KEY]
-        for key, value in existing.items():
-            old[key] = value
-        js["curriculum"] = old
-        if old.get("enabled") and "enabled" not in js:
-            js["enabled"] = True
-            if not had_alpha and "composition_mode" not in js:
-                # The legacy curriculum sampler drew by quality only: exactly the
-                # multiplicative mode without task oversampling.
-                _section(js, "task_oversampling")["alpha"] = 0.0
-                js["composition_mode"] = "multiplicative"
-        notes.append("curriculum -> joint_sampling.curriculum")
-    return data, notes
-
-
 def _validate(cfg: ChempropConfig) -> None:
     """Semantic checks OmegaConf's types cannot express."""
     js = cfg.joint_sampling
@@ -245,6 +137,11 @@ def _validate(cfg: ChempropConfig) -> None:
         raise ConfigError("joint_sampling.task_oversampling.alpha must be a finite number")
     if js.num_samples is not None and js.num_samples <= 0:
         raise ConfigError(f"joint_sampling.num_samples must be positive, got {js.num_samples}")
+    if cur.enabled and not js.enabled:
+        raise ConfigError(
+            "joint_sampling.curriculum.enabled is true but joint_sampling.enabled is false: the "
+            "curriculum is part of joint sampling; enable both or disable the curriculum"
+        )
     if cur.enabled:
         if not cur.quality_col:
             raise ConfigError(
@@ -282,6 +179,11 @@ def _validate(cfg: ChempropConfig) -> None:
         raise ConfigError(
             f"model.activation must be relu, leakyrelu, prelu, tanh, selu or elu, got {model.activation!r}"
         )
+    if model.ffn_type not in FFN_TYPES:
+        raise ConfigError(f"model.ffn_type must be one of {', '.join(FFN_TYPES)}, got {model.ffn_type!r}")
+    for name in ("n_experts", "trunk_n_layers", "trunk_hidden_dim"):
+        if getattr(model, name) < 1:
+            raise ConfigError(f"model.{name} must be >= 1, got {getattr(model, name)}")
     if model.aggregation not in ("mean", "sum", "norm"):
         raise ConfigError(f"model.aggregation must be mean, sum or norm, got {model.aggregation!r}")
     if opt.criterion not in ("mae", "mse"):
@@ -361,9 +263,12 @@ def load_config(
     for note in notes:
         warnings.warn(
             f"{where}: legacy config key {note}; run 'python -m admet.config migrate'",
-            DeprecationWarning,
+            LegacyConfigWarning,
             stacklevel=2,
         )
+    raw, ignored = translate_legacy(raw, where, resolve_dir=_resolve_dir)
+    for note in ignored:
+        warnings.warn(f"{where}: {note}", LegacyConfigWarning, stacklevel=2)
     schema = schema_for(raw)
     _check_keys(raw, schema)
     try:
@@ -378,6 +283,12 @@ def load_config(
     assert isinstance(cfg, ChempropConfig)
     _validate(cfg)
     return cfg
+
+
+def _resolve_dir(path: str) -> Path:
+    """A config folder path: absolute as is, else relative to the working directory."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else home() / p
 
 
 def config_to_dict(cfg: ChempropConfig) -> dict[str, Any]:

@@ -1,9 +1,14 @@
 """Rewrite legacy run configs to the ``joint_sampling`` schema, keeping comments and order.
 
-Used by ``python -m admet.config migrate``. A file is read with ruamel's round-trip loader,
-mapped with the same :func:`~admet.config.loader.apply_legacy` that :func:`load_config`
-uses, validated, and written back only if something changed and the result is valid.
-Sections the schema does not know are reported and kept as they are.
+Used by ``python -m admet.config migrate``. A file is read with ruamel's round-trip loader;
+a Ray Tune HPO file of the original project is converted into a study file for
+:mod:`admet.hpo`, written beside it (:func:`study_file_for`); a run config's sampling keys
+are moved with the same :func:`~admet.config.legacy.apply_legacy` that
+:func:`load_config` uses, and the file is written back whenever something moved, whatever
+else it holds: every other key, comment and the key order survive. What the runtime will
+then do with the rest (keys it maps, ignores or refuses, sections it does not know, data
+that is missing) is reported as warnings, never as a failure. A file fails only when it is
+not YAML or its sampling keys contradict each other; it is then left untouched.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import difflib
 import io
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +25,31 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from admet.config.loader import _schema_keys, apply_legacy, load_config
-from admet.config.schema import schema_for
+from admet.config.legacy import apply_legacy
+from admet.config.loader import load_config
+from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
 from admet.errors import ConfigError
 
-__all__ = ["MigrationResult", "iter_config_files", "migrate_file", "migrate_paths"]
+__all__ = [
+    "MigrationResult",
+    "iter_config_files",
+    "migrate_file",
+    "migrate_paths",
+    "runtime_warnings",
+    "study_file_for",
+]
 
 
 @dataclass
 class MigrationResult:
-    """The outcome for one file."""
+    """The outcome for one file: ``notes`` are the keys moved, ``warnings`` what the runtime
+    will map, ignore or refuse in the migrated file."""
 
     path: Path
     changed: bool = False
     written: bool = False
     notes: list[str] = field(default_factory=list)
-    unknown_sections: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     error: str | None = None
     diff: str = ""
 
@@ -81,22 +96,17 @@ def migrate_file(path: Path, write: bool = True) -> MigrationResult:
     if not isinstance(data, dict):
         result.error = f"{path}: top level is not a mapping; file left untouched"
         return result
+    if "search_space" in data and "base_config" in data:
+        return result  # an admet.hpo study file: nothing to migrate
+    if is_ray_tune_file(data):
+        return _convert_hpo_file(path, data, result, write)
     try:
         migrated, result.notes = apply_legacy(data, str(path))
     except ConfigError as exc:
         result.error = f"{exc}; file left untouched"
         return result
     result.changed = bool(result.notes)
-    known = _schema_keys(schema_for(migrated))
-    result.unknown_sections = [str(k) for k in migrated if k not in known]
-    plain = json.loads(json.dumps(migrated, default=str))
-    for key in result.unknown_sections:
-        plain.pop(key, None)
-    try:
-        load_config(plain)
-    except ConfigError as exc:
-        result.error = f"{path}: migrated config is invalid: {exc}; file left untouched"
-        return result
+    result.warnings = runtime_warnings(migrated)
     if result.changed:
         out = io.StringIO()
         y.dump(migrated, out)
@@ -117,6 +127,62 @@ def migrate_file(path: Path, write: bool = True) -> MigrationResult:
             os.replace(tmp, target)
             result.written = True
     return result
+
+
+def study_file_for(path: Path) -> Path:
+    """Where the study converted from the Ray Tune file ``path`` is written: beside it."""
+    return path.with_name(f"{path.stem}.study.yaml")
+
+
+def _convert_hpo_file(path: Path, data: dict, result: MigrationResult, write: bool) -> MigrationResult:
+    """A Ray Tune HPO file stays as it is; its study file for admet.hpo is (re)written
+    beside it when missing or different."""
+    import yaml
+
+    try:
+        study, notes = convert_ray_tune(json.loads(json.dumps(data, default=str)), str(path))
+    except ConfigError as exc:
+        result.error = f"{exc}; nothing written"
+        return result
+    target = study_file_for(path)
+    header = [
+        f"Converted from the Ray Tune HPO file {path.name} by `python -m admet.config migrate`.",
+        f"Run it with: python -m admet.hpo run --study-file {target}",
+        "How each key was mapped:",
+        *(f"  {note}" for note in notes),
+    ]
+    text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(study, sort_keys=False)
+    result.warnings = [n for n in notes if "ignored" in n or "dropped" in n]
+    if target.is_file() and target.read_text() == text:
+        return result
+    result.changed = True
+    result.notes = [f"Ray Tune HPO file -> study file {target.name}, {len(notes)} keys mapped"]
+    result.diff = "".join(difflib.unified_diff([], text.splitlines(keepends=True), tofile=str(target)))
+    if write:
+        tmp = target.with_name(f".{target.name}.migrate.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+        result.written = True
+    return result
+
+
+def runtime_warnings(migrated: object) -> list[str]:
+    """What loading the migrated mapping will report: deprecation notes for keys that have
+    no effect, and the error that stops it (an unknown section, an enabled feature this
+    project lacks, an invalid value)."""
+    plain = json.loads(json.dumps(migrated, default=str))
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        try:
+            load_config(plain)
+        except ConfigError as exc:
+            found.append(f"will not load as is: {str(exc).removeprefix('config: ')}")
+    prefix = "config: "
+    found[:0] = [
+        str(w.message).removeprefix(prefix) for w in caught if issubclass(w.category, DeprecationWarning)
+    ]
+    return found
 
 
 def migrate_paths(paths: Iterable[str | os.PathLike[str]], write: bool = True) -> list[MigrationResult]:

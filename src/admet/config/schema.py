@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "COMPOSITION_MODES",
+    "FFN_TYPES",
     "ChempropConfig",
     "CurriculumConfig",
     "DataConfig",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 COMPOSITION_MODES: tuple[str, ...] = ("two_stage", "multiplicative")
+FFN_TYPES: tuple[str, ...] = ("regression", "branched", "moe")
 FANG2023_TASKS: tuple[str, ...] = ("HLM", "RLM", "MDR1_ER", "Sol", "hPPB", "rPPB")
 
 
@@ -50,6 +52,19 @@ class DataConfig:
     on_invalid_smiles: str = "error"
     # Persist featurised graphs here (None: in-memory cache only).
     featurization_cache_dir: str | None = None
+    # A folder of predefined splits, the original project's layout; it replaces train_file
+    # and val_file. Either train.csv + validation.csv directly (one model with a fixed
+    # validation table) or split_<i>/fold_<j>/ subfolders each holding both (an ensemble:
+    # one member per fold, trained on its train.csv, early-stopped on its validation.csv).
+    data_dir: str | None = None
+    # Indices of the split_<i> / fold_<j> folders to use (None: all of them).
+    splits: list[int] | None = None
+    folds: list[int] | None = None
+    # Predicted after training and written to the model folder (scored where labelled).
+    test_file: str | None = None
+    blind_file: str | None = None
+    # Where `python -m admet.model train` writes when --out is not given.
+    output_dir: str | None = None
 
 
 @dataclass
@@ -64,6 +79,13 @@ class ModelConfig:
     aggregation: str = "mean"  # mean | sum | norm
     batch_norm: bool = False
     activation: str = "relu"
+    # Prediction head: regression (Chemprop's FFN, all tasks from one MLP), branched (a
+    # shared trunk, then one MLP head per task) or moe (a softmax-gated mixture of expert
+    # FFNs over the molecule embedding). hidden_dim/num_layers size each head or expert.
+    ffn_type: str = "regression"
+    n_experts: int = 4  # moe only
+    trunk_n_layers: int = 1  # branched only: layers of the shared trunk
+    trunk_hidden_dim: int = 300  # branched only: width of the shared trunk
 
 
 @dataclass
@@ -88,6 +110,8 @@ class OptimizationConfig:
     # Accepted for legacy configs and ignored: batches are gathered in-process from the
     # packed graphs, which is faster than DataLoader worker processes.
     num_workers: int = 0
+    # Progress bars of `python -m admet.model train` (--quiet turns them off as well).
+    progress_bar: bool = True
 
 
 @dataclass

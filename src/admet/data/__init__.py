@@ -10,12 +10,20 @@ from admet.data.featurize import (
     unpack_graphs,
 )
 from admet.data.splits import fold_assignment, murcko_scaffold, random_kfold, scaffold_kfold
-from admet.data.training import holdout_split, load_training_data, resolve_path
+from admet.data.training import (
+    PredefinedFold,
+    holdout_split,
+    load_training_data,
+    load_validation_data,
+    predefined_folds,
+    resolve_path,
+)
 
 __all__ = [
     "FeaturizationCache",
     "LoadReport",
     "MultitaskDataset",
+    "PredefinedFold",
     "build_molecule_dataset",
     "canonical_smiles",
     "default_cache",
@@ -23,8 +31,10 @@ __all__ = [
     "holdout_split",
     "load_multitask_csv",
     "load_training_data",
+    "load_validation_data",
     "murcko_scaffold",
     "pack_graphs",
+    "predefined_folds",
     "random_kfold",
     "resolve_path",
     "scaffold_kfold",

@@ -110,6 +110,24 @@ class MultitaskDataset:
             report=self.report,
         )
 
+    @classmethod
+    def concat(cls, parts: Sequence[MultitaskDataset]) -> MultitaskDataset:
+        """The rows of ``parts`` one after another (same tasks; quality kept if all have it)."""
+        if not parts:
+            raise ValueError("concat needs at least one dataset")
+        tasks = list(parts[0].task_names)
+        if any(list(p.task_names) != tasks for p in parts):
+            raise ValueError("datasets to concatenate must have the same tasks")
+        has_quality = all(p.quality is not None for p in parts)
+        return cls(
+            smiles=[s for p in parts for s in p.smiles],
+            Y=np.concatenate([p.Y for p in parts]),
+            task_names=tasks,
+            quality=[q for p in parts for q in p.quality or []] if has_quality else None,
+            qualities=parts[0].qualities,
+            extra=pd.concat([p.extra for p in parts], ignore_index=True),
+        )
+
     def to_frame(self, smiles_col: str = "SMILES", quality_col: str = "Quality") -> pd.DataFrame:
         """The dataset as a table in the on-disk layout."""
         frame = pd.DataFrame({smiles_col: self.smiles})

@@ -1,6 +1,9 @@
 """``python -m admet.hpo``: run and inspect Optuna studies of Chemprop ensembles.
 
     run --study joint_sampling [key=value ...]   join (or start) the study as a worker
+    run --study-file PATH                        the same for a study file (or a Ray Tune
+                                                 HPO file of the original project)
+    refit [--trial N]                            retrain a trial as a full-budget ensemble
     status | best [--export F] | report --out D  inspect it
     sync-mlflow                                  create or complete missing MLflow runs
     dashboard [--host H] [--port P]              optuna-dashboard on the same storage
@@ -28,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--study", default="joint_sampling", help="name in studies/ or a YAML path")
+        p.add_argument(
+            "--study",
+            "--study-file",
+            dest="study",
+            default="joint_sampling",
+            help="name in studies/ or a YAML path (a Ray Tune HPO file is converted on the fly)",
+        )
         p.add_argument("--storage", default=None, help="study storage URL")
         p.add_argument("--quiet", action="store_true", help="warnings only, no progress bar")
         return p
@@ -57,8 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--export", default=None, help="write the best run config YAML here")
     refit = add("refit", "train the best (or a chosen) trial's config as a full-budget ensemble")
     refit.add_argument("--trial", type=int, default=None, help="trial number (default: the best trial)")
-    refit.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
-    refit.add_argument("--max-epochs", type=int, default=None, help="default: the trial's")
+    refit.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="ensemble members (default: the study's refit.members, else 5)",
+    )
+    refit.add_argument(
+        "--max-epochs", type=int, default=None, help="default: the study's refit.max_epochs, else the trial's"
+    )
     refit.add_argument("--out", default=None, help="model folder (default: models/<study>-trial<N>)")
     refit.add_argument(
         "overrides", nargs="*", metavar="key=value", help="run-config changes (not sampled keys)"
@@ -158,15 +174,18 @@ def _refit(args: argparse.Namespace) -> int:
     from admet.hpo.refit import pick_trial, refit
     from admet.paths import home
 
-    _, study = _load_study(args)
+    spec, study = _load_study(args)
+    defaults = spec.refit or {}
+    members = args.members if args.members is not None else int(defaults.get("members", 5))
+    max_epochs = args.max_epochs if args.max_epochs is not None else defaults.get("max_epochs")
     trial = pick_trial(study, args.trial)
     out = args.out or home() / "models" / f"{study.study_name}-trial{trial.number}"
     result = refit(
         study,
         out,
         trial.number,
-        members=args.members,
-        max_epochs=args.max_epochs,
+        members=members,
+        max_epochs=max_epochs,
         overrides=args.overrides,
         progress=not args.quiet,
     )

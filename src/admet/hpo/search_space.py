@@ -3,7 +3,10 @@
 :func:`suggest_params` samples every :class:`~admet.hpo.spec.ParamSpec` through Optuna's
 ``trial.suggest_*`` (conditions honoured, in dependency order) and returns
 ``{config key: value}``; curriculum proportions are sampled by stick breaking so that
-every sample is a valid curriculum by construction.
+every sample is a valid curriculum by construction. A condition listing several values
+holds when the parameter took any of them; an entry with ``scale_by`` is sampled as a
+ratio (Optuna parameter ``<key>/<other key>``) and its config value is the ratio times
+the other key's value in this trial (sampled, else the base config's).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import optuna
 
 from admet.config.phases import phases_for
 from admet.config.schema import EnsembleConfig
-from admet.hpo.spec import StudySpec
+from admet.hpo.spec import StudySpec, base_value, condition_holds
 
 __all__ = ["suggest_params", "suggest_phase_proportions"]
 
@@ -46,28 +49,32 @@ def suggest_phase_proportions(
 
 
 def suggest_params(trial: optuna.Trial, spec: StudySpec, base: EnsembleConfig) -> dict[str, Any]:
-    """Sample the search space (conditions honoured) as ``{config key: value}``."""
+    """Sample the search space (conditions honoured) as ``{config key: value}``; a
+    ``scale_by`` entry's value is already scaled (its ratio is the trial's parameter)."""
     values: dict[str, Any] = {}
     pending = list(spec.search_space.values())
     progress = True
-    while pending and progress:  # resolve conditions in dependency order
+    while pending and progress:  # resolve conditions and scale_by in dependency order
         progress = False
         for p in list(pending):
             deps = [k for k, _ in p.condition if k in spec.search_space]
+            if p.scale_by in spec.search_space:
+                deps.append(p.scale_by)
             if any(d not in values and any(q.key == d for q in pending) for d in deps):
                 continue
             pending.remove(p)
             progress = True
-            if any(values.get(k, _base_value(base, k)) != v for k, v in p.condition):
+            if not all(condition_holds(v, values.get(k, base_value(base, k))) for k, v in p.condition):
                 continue
+            name = f"{p.key}/{p.scale_by}" if p.scale_by else p.key
             if p.type == "float":
-                values[p.key] = trial.suggest_float(p.key, p.low, p.high, log=p.log, step=p.step)
+                values[p.key] = trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)
             elif p.type == "int":
                 values[p.key] = trial.suggest_int(
-                    p.key, int(p.low), int(p.high), log=p.log, step=int(p.step or 1)
+                    name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1)
                 )
             elif p.type == "categorical":
-                values[p.key] = trial.suggest_categorical(p.key, list(p.choices))
+                values[p.key] = trial.suggest_categorical(name, list(p.choices))
             else:
                 cur = base.joint_sampling.curriculum
                 values[p.key] = suggest_phase_proportions(
@@ -76,11 +83,7 @@ def suggest_params(trial: optuna.Trial, spec: StudySpec, base: EnsembleConfig) -
                     phases_for(len(cur.qualities)),
                     cur.min_high_quality_proportion,
                 )
+            if p.scale_by:
+                scaled = values[p.key] * values.get(p.scale_by, base_value(base, p.scale_by))
+                values[p.key] = round(scaled) if p.type == "int" else float(scaled)
     return values
-
-
-def _base_value(cfg: EnsembleConfig, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part, None)
-    return node

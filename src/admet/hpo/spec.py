@@ -5,14 +5,30 @@ Sampling the space for a trial is :mod:`admet.hpo.search_space`'s job.
 A search-space entry is ``<config key>: {type, ...}`` with ``type`` one of ``float``
 (``low``, ``high``, ``log``, ``step``), ``int`` (``low``, ``high``, ``log``, ``step``),
 ``categorical`` (``choices``) or ``phase_proportions`` (curriculum proportions on the
-simplex, see :func:`admet.hpo.search_space.suggest_phase_proportions`); any entry may have a ``condition``
-``{other key: value}`` and is then only sampled when that parameter took that value.
+simplex, see :func:`admet.hpo.search_space.suggest_phase_proportions`). Any entry may have
+a ``condition`` ``{other key: value}`` and is then only sampled when that parameter took
+that value; a list value (``{model.ffn_type: [moe, branched]}``) means any of these
+values. A ``float``/``int`` entry may have ``scale_by: <other config key>``: the sample is
+then a ratio and the config value is the sample times the other key's value in the trial
+(sampled, else the base config's), e.g. ``optimization.init_lr`` as a fraction of
+``optimization.max_lr``.
+
+``base_config`` is a path to a run config (relative to the project root) or an inline
+run-config mapping with an ``ensemble`` section. ``pruner.type`` is ``median``,
+``percentile``, ``hyperband``, ``successive_halving`` or ``none`` (the other keys are the
+Optuna pruner's arguments). An optional ``refit:`` section (``top_k``, ``members``,
+``max_epochs``) gives ``python -m admet.hpo refit`` its defaults.
+
+A Ray Tune HPO file of the original project (``search_space`` of ``choice``/``uniform``/...
+entries, ``asha``, ``resources``) is recognised and converted on load, see
+:mod:`admet.config.ray_tune`.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -22,6 +38,7 @@ from typing import Any
 import optuna
 
 from admet.config import load_config, parse_overrides, read_yaml, set_dotted
+from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError
 from admet.paths import project_root
@@ -32,13 +49,31 @@ __all__ = [
     "ParamSpec",
     "StudySpec",
     "available_studies",
+    "base_value",
+    "condition_holds",
     "load_study_spec",
     "studies_dir",
 ]
 
 OBJECTIVES = ("cv_mae_macro", "sparse_tasks_mae")
 PARAM_TYPES = ("float", "int", "categorical", "phase_proportions")
-PRUNERS = ("median", "percentile", "hyperband", "none")
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
+REFIT_KEYS = ("top_k", "members", "max_epochs")
+
+logger = logging.getLogger(__name__)
+
+
+def condition_holds(wanted: Any, value: Any) -> bool:
+    """Whether a parameter's ``value`` satisfies a condition: equality, or membership when
+    the condition lists several values (a tuple).
+
+    Example:
+        >>> condition_holds(("moe", "branched"), "moe"), condition_holds(True, False)
+        (True, False)
+    """
+    if isinstance(wanted, (tuple, list)):
+        return any(value == w for w in wanted)
+    return value == wanted
 
 
 @dataclass(frozen=True)
@@ -52,7 +87,10 @@ class ParamSpec:
     log: bool = False
     step: float | None = None
     choices: tuple[Any, ...] = ()
+    # (other key, value); a tuple value means any of these values
     condition: tuple[tuple[str, Any], ...] = ()
+    # the config value is the sample times this key's value (float/int only)
+    scale_by: str | None = None
 
 
 @dataclass
@@ -60,7 +98,7 @@ class StudySpec:
     """A validated study definition (see ``studies/joint_sampling.yaml``)."""
 
     name: str
-    base_config: str
+    base_config: str | dict[str, Any]  # a path, or an inline run-config mapping
     search_space: dict[str, ParamSpec]
     objectives: list[str] = field(default_factory=lambda: ["cv_mae_macro"])
     directions: list[str] = field(default_factory=lambda: ["minimize"])
@@ -71,14 +109,28 @@ class StudySpec:
     max_retry: int = 2
     sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe"})
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    # defaults of `python -m admet.hpo refit`: top_k, members, max_epochs
+    refit: dict[str, Any] | None = None
     config_overrides: list[str] = field(default_factory=list)
     source: str = ""
 
     def base_run_config(self, extra: Sequence[str] = ()) -> EnsembleConfig:
-        """The base run config with the study's fixed overrides (validated)."""
-        cfg = load_config(_resolve(self.base_config), [*self.config_overrides, *extra])
+        """The base run config (a file, or the inline mapping) with the study's fixed
+        overrides (validated)."""
+        if isinstance(self.base_config, Mapping):
+            source: Any = copy.deepcopy(dict(self.base_config))
+            label = f"{self.source or self.name}: base_config"
+        else:
+            source = _resolve(self.base_config)
+            label = self.base_config
+        try:
+            cfg = load_config(source, [*self.config_overrides, *extra])
+        except ConfigError as exc:
+            if not isinstance(self.base_config, Mapping):
+                raise
+            raise ConfigError(f"{label}: {exc}") from None
         if not isinstance(cfg, EnsembleConfig):
-            raise ConfigError(f"{self.base_config}: the study's base config needs an 'ensemble' section")
+            raise ConfigError(f"{label}: the study's base config needs an 'ensemble' section")
         return cfg
 
     def space_record(self) -> dict[str, dict[str, Any]]:
@@ -91,7 +143,9 @@ class StudySpec:
                 "log": p.log,
                 "step": p.step,
                 "choices": list(p.choices),
-                "condition": [list(c) for c in p.condition],
+                "condition": [[k, list(v) if isinstance(v, tuple) else v] for k, v in p.condition],
+                # only when set, so that the record of an existing study stays the same
+                **({"scale_by": p.scale_by} if p.scale_by else {}),
             }
             for key, p in sorted(self.search_space.items())
         }
@@ -119,7 +173,17 @@ class StudySpec:
             return optuna.pruners.PercentilePruner(**opts)
         if kind == "hyperband":
             return optuna.pruners.HyperbandPruner(**opts)
+        if kind == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(**opts)
         return optuna.pruners.NopPruner()
+
+
+def base_value(cfg: EnsembleConfig, key: str) -> Any:
+    """The value of the dotted ``key`` in a run config (None when there is no such key)."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return node
 
 
 _STUDY_KEYS = {f.name for f in fields(StudySpec)} - {"config_overrides", "source"}
@@ -157,7 +221,7 @@ def _find(study: str) -> Path:
 def _param(key: str, raw: Any, where: str) -> ParamSpec:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: search_space.{key} must be a mapping with a 'type'")
-    known = {"type", "low", "high", "log", "step", "choices", "condition"}
+    known = {"type", "low", "high", "log", "step", "choices", "condition", "scale_by"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: search_space.{key}: unknown field(s) {unknown}")
@@ -167,7 +231,21 @@ def _param(key: str, raw: Any, where: str) -> ParamSpec:
     cond = raw.get("condition") or {}
     if not isinstance(cond, Mapping):
         raise ConfigError(f"{where}: search_space.{key}: condition must map a parameter to a value")
-    spec = ParamSpec(key=key, type=kind, condition=tuple(cond.items()))
+    for cond_key, wanted in cond.items():
+        if isinstance(wanted, list) and not wanted:
+            raise ConfigError(f"{where}: search_space.{key}: condition on {cond_key!r} lists no value")
+    condition = tuple((str(k), tuple(v) if isinstance(v, list) else v) for k, v in cond.items())
+    scale_by = raw.get("scale_by")
+    if scale_by is not None:
+        if kind not in ("float", "int"):
+            raise ConfigError(
+                f"{where}: search_space.{key}: scale_by applies to float and int parameters only"
+            )
+        if not isinstance(scale_by, str) or not scale_by or scale_by == key:
+            raise ConfigError(
+                f"{where}: search_space.{key}: scale_by must name another config key, got {scale_by!r}"
+            )
+    spec = ParamSpec(key=key, type=kind, condition=condition)
     if kind in ("float", "int"):
         low, high = raw.get("low"), raw.get("high")
         if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
@@ -193,7 +271,14 @@ def _param(key: str, raw: Any, where: str) -> ParamSpec:
                     f"{where}: search_space.{key}: an int parameter needs an integer step, got {step}"
                 )
         spec = ParamSpec(
-            key=key, type=kind, low=low, high=high, log=log, step=raw.get("step"), condition=spec.condition
+            key=key,
+            type=kind,
+            low=low,
+            high=high,
+            log=log,
+            step=raw.get("step"),
+            condition=spec.condition,
+            scale_by=scale_by,
         )
     elif kind == "categorical":
         choices = raw.get("choices")
@@ -218,6 +303,11 @@ def load_study_spec(study: str, overrides: Sequence[str] = ()) -> StudySpec:
     path = _find(study)
     where = str(path)
     raw = read_yaml(path)
+    if is_ray_tune_file(raw):
+        raw, notes = convert_ray_tune(raw, where)
+        logger.info("%s: a Ray Tune HPO file, converted (%d notes)", where, len(notes))
+        for note in notes:
+            logger.info("  %s", note)
     unknown = sorted(set(raw) - _STUDY_KEYS)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(_STUDY_KEYS), n=1)
@@ -246,6 +336,10 @@ def load_study_spec(study: str, overrides: Sequence[str] = ()) -> StudySpec:
                 raise ConfigError(
                     f"{where}: search_space.{p.key}: condition on unknown parameter {cond_key!r}"
                 )
+        if p.scale_by and p.scale_by in space and space[p.scale_by].scale_by:
+            raise ConfigError(
+                f"{where}: search_space.{p.key}: scale_by {p.scale_by!r} is itself scaled (no chains)"
+            )
     try:
         spec = StudySpec(
             search_space=space,
@@ -284,14 +378,38 @@ def _validate(spec: StudySpec, where: str) -> None:
         spec.make_pruner()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: invalid sampler/pruner settings: {exc}") from None
+    if spec.refit is not None:
+        if not isinstance(spec.refit, Mapping):
+            raise ConfigError(f"{where}: refit must be a mapping with {', '.join(REFIT_KEYS)}")
+        for key, value in spec.refit.items():
+            if key not in REFIT_KEYS:
+                raise ConfigError(f"{where}: refit: unknown key {key!r} (valid: {', '.join(REFIT_KEYS)})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: refit.{key} must be a positive integer, got {value!r}")
+    if not isinstance(spec.base_config, (str, Mapping)):
+        raise ConfigError(f"{where}: base_config must be a path or a run-config mapping")
     base = spec.base_run_config()
     # every searched key must exist in the run config schema
-    probe = {}
+    probe: dict[str, Any] = {}
     for p in spec.search_space.values():
         if p.type == "phase_proportions":
             continue
         value = p.choices[0] if p.type == "categorical" else (int(p.low) if p.type == "int" else p.low)
         set_dotted(probe, p.key, value)
+    for p in spec.search_space.values():
+        if not p.scale_by:
+            continue
+        other = spec.search_space.get(p.scale_by)
+        if other is not None:
+            factor = other.low if other.type in ("float", "int") else other.choices[0]
+        else:
+            factor = base_value(base, p.scale_by)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            raise ConfigError(
+                f"{where}: search_space.{p.key}: scale_by {p.scale_by!r} is not a numeric config key"
+            )
+        value = p.low * factor
+        set_dotted(probe, p.key, round(value) if p.type == "int" else value)
     from admet.config import config_to_dict
 
     merged = config_to_dict(base)

@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (or an ensemble if the config has 'ensemble')")
     train.add_argument("--config", required=True, help="run config YAML")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    train.add_argument("--out", required=True, help="directory to write the trained model to")
+    train.add_argument("--out", default=None, help="model folder (default: the config's data.output_dir)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     pred = sub.add_parser("predict", help="predict a CSV of SMILES")
     pred.add_argument("--model", required=True, help="directory written by train")
@@ -62,38 +62,56 @@ def _read_input(path: str, smiles_col: str):
 def _train(args: argparse.Namespace) -> int:
     from admet.config import load_config
     from admet.config.schema import EnsembleConfig
-    from admet.data.training import holdout_split, load_training_data
+    from admet.data.training import (
+        holdout_split,
+        load_training_data,
+        load_validation_data,
+        predefined_folds,
+        resolve_path,
+    )
     from admet.model.ensemble import ChempropEnsemble
     from admet.model.model import ChempropModel
 
     cfg = load_config(args.config, args.overrides)
-    data = load_training_data(cfg)
-    progress = not args.quiet
+    out_dir = args.out or cfg.data.output_dir
+    if not out_dir:
+        raise DataError(f"{args.config}: no model folder; pass --out or set data.output_dir")
+    progress = cfg.optimization.progress_bar and not args.quiet
     if isinstance(cfg, EnsembleConfig):
+        data = None if predefined_folds(cfg) is not None else load_training_data(cfg)
         model = ChempropEnsemble(cfg).fit(data, progress=progress)
         print(
             f"ensemble of {len(model.members)}: CV macro MAE {model.cv_score:.4f} ({model.fit_seconds:.1f} s)"
         )
     else:
-        train_idx, val_idx = holdout_split(data, cfg.data.n_folds, cfg.data.split, cfg.optimization.seed)
+        data = load_training_data(cfg)
         model = ChempropModel(cfg)
-        if cfg.data.val_file:
-            model.fit(data, load_training_data(cfg, cfg.data.val_file), progress=progress)
+        val = load_validation_data(cfg)
+        if val is not None:
+            model.fit(data, val, progress=progress)
         else:
+            train_idx, val_idx = holdout_split(data, cfg.data.n_folds, cfg.data.split, cfg.optimization.seed)
             model.fit(data.subset(train_idx), data.subset(val_idx), progress=progress)
         print(
             f"model: validation macro MAE {model.best_score:.4f} at epoch {model.best_epoch} "
             f"({model.fit_seconds:.1f} s)"
         )
-    out = model.save(args.out)
+    out = model.save(out_dir)
     print(f"saved to {out}")
+    for kind in ("test", "blind"):
+        path = getattr(cfg.data, f"{kind}_file")
+        if path:
+            _predict_file(model, str(resolve_path(path)), out / f"{kind}_predictions.csv", score=True)
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    model = _load_any(args.model)
+def _predict_file(model, input_path: str, output: Path, score: bool = False) -> None:
+    """Predict a CSV into ``output``; with ``score``, labelled task columns are scored too
+    (``<stem>_metrics.csv`` beside it)."""
+    import pandas as pd
+
     col = model.config.data.smiles_col
-    frame = _read_input(args.input, col)
+    frame = _read_input(input_path, col)
     preds = model.predict(list(frame[col]))
     out = frame.copy()
     for name in preds.columns:
@@ -102,9 +120,20 @@ def _predict(args: argparse.Namespace) -> int:
     if "_std" not in "".join(preds.columns):  # a single model has no member spread
         for task in model.task_names:
             out[f"{task}_std"] = float("nan")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.output, index=False)
-    print(f"wrote {len(out)} prediction(s) to {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(output, index=False)
+    print(f"wrote {len(out)} prediction(s) to {output}")
+    labelled = [t for t in model.task_names if t in frame.columns]
+    if score and labelled:
+        metrics = model.evaluate(frame)
+        table = pd.DataFrame(metrics).T.loc[[*labelled, "macro"]]
+        metrics_path = output.with_name(f"{output.stem.removesuffix('_predictions')}_metrics.csv")
+        table.to_csv(metrics_path, index_label="task")
+        print(f"{input_path}: macro MAE {metrics['macro']['mae']:.4f}; wrote {metrics_path}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    _predict_file(_load_any(args.model), args.input, Path(args.output))
     return 0
 
 

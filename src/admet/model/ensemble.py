@@ -36,6 +36,7 @@ from admet.data import (
     fold_assignment,
     load_training_data,
     pack_graphs,
+    predefined_folds,
     unpack_graphs,
 )
 from admet.errors import DataError
@@ -156,12 +157,32 @@ class ChempropEnsemble:
         """
         start = time.perf_counter()
         cfg = self.config
-        dataset = dataset if dataset is not None else load_training_data(cfg)
-        try:
-            assignment = fold_assignment(dataset.smiles, self.n_folds, cfg.ensemble.seed, cfg.ensemble.split)
-        except ValueError as exc:
-            raise DataError(f"ensemble.split={cfg.ensemble.split!r}: {exc}") from None
-        default_cache(cfg.data.featurization_cache_dir).graphs(dataset.smiles)  # featurise once
+        folds = predefined_folds(cfg)
+        if folds is None:
+            dataset = dataset if dataset is not None else load_training_data(cfg)
+            try:
+                assignment = fold_assignment(
+                    dataset.smiles, self.n_folds, cfg.ensemble.seed, cfg.ensemble.split
+                )
+            except ValueError as exc:
+                raise DataError(f"ensemble.split={cfg.ensemble.split!r}: {exc}") from None
+            rows = [np.flatnonzero(assignment == m) for m in range(cfg.ensemble.n_members)]
+            member_data = [
+                (dataset.subset(np.flatnonzero(assignment != m)), dataset.subset(r))
+                for m, r in enumerate(rows)
+            ]
+        else:
+            # the original project's split_<i>/fold_<j> folders: one member per fold
+            cfg.ensemble.n_members = len(folds)
+            member_data = [
+                (load_training_data(cfg, f.train_file), load_training_data(cfg, f.val_file)) for f in folds
+            ]
+            dataset = MultitaskDataset.concat([val for _, val in member_data])
+            offsets = np.cumsum([0] + [len(val) for _, val in member_data])
+            rows = [np.arange(offsets[m], offsets[m + 1]) for m in range(len(folds))]
+        self.member_folds = None if folds is None else [f.name for f in folds]
+        every = list(dict.fromkeys(s for pair in member_data for part in pair for s in part.smiles))
+        default_cache(cfg.data.featurization_cache_dir).graphs(every)  # featurise once
 
         tracker = RunTracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
         parent = tracker.start_run(
@@ -191,10 +212,10 @@ class ChempropEnsemble:
 
         def finish(m: int, model: ChempropModel, child: str | None) -> None:
             members[m] = model
-            rows = np.flatnonzero(assignment == m)
             t0 = time.perf_counter()
-            oof[rows] = model.predict_canonical([dataset.smiles[i] for i in rows])
-            metrics = fold_metrics[m] = regression_metrics(dataset.Y[rows], oof[rows], self.task_names)
+            val = member_data[m][1]
+            oof[rows[m]] = model.predict_canonical(val.smiles)
+            metrics = fold_metrics[m] = regression_metrics(val.Y, oof[rows[m]], self.task_names)
             self.evaluation_seconds += time.perf_counter() - t0
             self._log_member(tracker, child, m, model, metrics)
             if on_member_done is not None:
@@ -209,13 +230,13 @@ class ChempropEnsemble:
         for m in self.reused_members:
             finish(m, members[m], None)  # type: ignore[arg-type]
         if n_jobs > 1:
-            self._fit_parallel(dataset, assignment, todo, ckpt, tracker, parent, n_jobs, finish)
+            self._fit_parallel(member_data, every, todo, ckpt, tracker, parent, n_jobs, finish)
         else:
             for m in todo:
                 child = tracker.start_run(f"member_{m}", parent, {"admet.member": str(m)})
                 self._open_runs.append((tracker, child))
                 model = self._fit_member(
-                    dataset, assignment, m, member_callbacks, tracker.lightning_logger(child), progress
+                    *member_data[m], m, member_callbacks, tracker.lightning_logger(child), progress
                 )
                 if ckpt is not None:
                     model.save(ckpt / f"member_{m}")
@@ -224,9 +245,11 @@ class ChempropEnsemble:
         self.member_val_metrics = [fold_metrics[m] for m in range(n)]
         self.oof_predictions = pd.DataFrame(oof, columns=self.task_names)
         self.oof_predictions.insert(0, "SMILES", dataset.smiles)
+        if folds is not None:
+            self.oof_predictions.insert(1, "fold", np.repeat([f.name for f in folds], np.diff(offsets)))
         self.cv_score = float(np.mean([mv["macro"]["mae"] for mv in self.member_val_metrics]))
         self.fit_seconds = time.perf_counter() - start
-        self._log_ensemble(tracker, parent, dataset, assignment)
+        self._log_ensemble(tracker, parent, dataset)
         return self
 
     def _reuse(self, ckpt: Path | None, m: int) -> ChempropModel | None:
@@ -245,20 +268,18 @@ class ChempropEnsemble:
 
     def _fit_member(
         self,
-        dataset: MultitaskDataset,
-        assignment: np.ndarray,
+        train: MultitaskDataset,
+        val: MultitaskDataset,
         m: int,
         member_callbacks: MemberCallbacks | None,
         lightning_logger: Any,
         progress: bool,
     ) -> ChempropModel:
         model = ChempropModel(self.member_config(m))
-        train = dataset.subset(np.flatnonzero(assignment != m))
-        val = dataset.subset(np.flatnonzero(assignment == m))
         callbacks = list(member_callbacks(m)) if member_callbacks is not None else []
         return model.fit(train, val, callbacks=callbacks, logger=lightning_logger, progress=progress)
 
-    def _fit_parallel(self, dataset, assignment, todo, ckpt, tracker, parent, n_jobs, finish) -> None:
+    def _fit_parallel(self, member_data, smiles, todo, ckpt, tracker, parent, n_jobs, finish) -> None:
         """Train members in worker processes. Workers are spawned (forking a process whose
         torch thread pools are running can deadlock) and receive the already featurised
         graphs as a few packed arrays, so no worker featurises again."""
@@ -270,8 +291,7 @@ class ChempropEnsemble:
             self._open_runs += [(tracker, run) for run in children.values()]
             uri = tracker.tracking_uri if tracker.enabled else None
             cache = default_cache(self.config.data.featurization_cache_dir)
-            unique = list(dict.fromkeys(dataset.smiles))
-            packed = pack_graphs(unique, cache.graphs(unique))
+            packed = pack_graphs(smiles, cache.graphs(smiles))
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(
                 max_workers=n_jobs,
@@ -284,8 +304,7 @@ class ChempropEnsemble:
                     m: pool.submit(
                         _train_member_process,
                         self,
-                        dataset,
-                        assignment,
+                        *member_data[m],
                         m,
                         str(out_root / f"member_{m}"),
                         uri,
@@ -329,9 +348,7 @@ class ChempropEnsemble:
                 tracker.log_artifact(run, tmp / "sampler_stats.csv")
         tracker.end_run(run)
 
-    def _log_ensemble(
-        self, tracker: RunTracker, run: str | None, dataset: MultitaskDataset, assignment: np.ndarray
-    ) -> None:
+    def _log_ensemble(self, tracker: RunTracker, run: str | None, dataset: MultitaskDataset) -> None:
         if run is None:
             return
         summary = {"cv/mae_macro": self.cv_score, "fit_seconds": self.fit_seconds}
@@ -421,8 +438,8 @@ def _receive_graphs(packed: dict[str, np.ndarray], cache_dir: str | None, thread
 
 def _train_member_process(
     ensemble: ChempropEnsemble,
-    dataset: MultitaskDataset,
-    assignment: np.ndarray,
+    train: MultitaskDataset,
+    val: MultitaskDataset,
     m: int,
     out: str,
     tracking_uri: str | None,
@@ -433,6 +450,6 @@ def _train_member_process(
     if tracking_uri and run_id:
         tracker = RunTracker(True, tracking_uri, ensemble.config.mlflow.experiment_name)
         lightning_logger = tracker.lightning_logger(run_id)
-    model = ensemble._fit_member(dataset, assignment, m, None, lightning_logger, False)
+    model = ensemble._fit_member(train, val, m, None, lightning_logger, False)
     model.save(out)
     return out

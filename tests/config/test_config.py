@@ -94,7 +94,7 @@ def test_bad_keys_and_values_name_the_key(overrides, match):
                             "expand": [0.5, 0.5],
                             "polish": [0.5, 0.5],
                         },
-                    }
+                    },
                 }
             },
             "phase_proportions.warmup: proportions must sum to 1",

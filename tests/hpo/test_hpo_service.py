@@ -147,6 +147,12 @@ def test_tiny_study_end_to_end_on_embedded_sqlite(synthetic_csv, tmp_path):
         return [r for r in client.search_runs([exp.experiment_id]) if "optuna.trial_number" in r.data.tags]
 
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trial_runs()) == [0, 1, 2]
+    # sampler statistics of every epoch (first member) reach the trial's run, one per epoch
+    run = next(r for r in trial_runs() if r.data.tags["optuna.trial_number"] == str(done.number))
+    epochs = [row["epoch"] for row in done.user_attrs["sampler_history"]]
+    assert epochs == list(range(len(epochs))) and epochs
+    for key in ("sampler/entropy", "sampler/effective_samples", "sampler/task_share/MW", "sampler/phase"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == epochs, key
     sync = hpo(tmp_path, "sync-mlflow", "--tracking-uri", mlflow_uri)
     assert sync.returncode == 0, sync.stderr
     assert len(trial_runs()) == 3

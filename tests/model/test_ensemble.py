@@ -118,6 +118,8 @@ def test_mlflow_parent_and_nested_member_runs_in_local_store(synthetic_csv, tmp_
     history = client.get_metric_history(child.info.run_id, "val/mae_macro")
     assert len(history) == 2  # one point per epoch from Lightning's MLFlowLogger
     assert "sampler/entropy" in child.data.metrics and "final/macro/mae" in child.data.metrics
+    for key in ("sampler/entropy", "sampler/max", "sampler/task_share/MW", "sampler/quality_share/high"):
+        assert len(client.get_metric_history(child.info.run_id, key)) == 2, key  # one per epoch
     assert "sampler_stats.csv" in {a.path for a in client.list_artifacts(child.info.run_id)}
 
 

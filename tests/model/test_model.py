@@ -91,13 +91,14 @@ def test_sampler_priority(synthetic_csv):
     sampler = legacy.build_sampler(data)
     assert sampler.composition_mode == "two_stage" and sampler.task_alpha == 0.3
     assert sampler.curriculum_state is None
-    plain = ChempropModel.from_config({}, tiny_overrides(synthetic_csv, joint_sampling__enabled=False))
+    off = {"joint_sampling__enabled": False, "joint_sampling__curriculum__enabled": False}
+    plain = ChempropModel.from_config({}, tiny_overrides(synthetic_csv, **off))
     assert plain.build_sampler(data) is None
 
 
 def test_plain_shuffle_and_multiplicative_train(synthetic_csv):
     for extra in (
-        {"joint_sampling__enabled": False},
+        {"joint_sampling__enabled": False, "joint_sampling__curriculum__enabled": False},
         {"joint_sampling__composition_mode": "multiplicative", "optimization__criterion": "mse"},
     ):
         model, _, val = _fit(synthetic_csv, optimization__max_epochs=1, **extra)
@@ -129,3 +130,23 @@ def test_metrics_against_hand_computation():
     assert m["pearson_r"] == pytest.approx(np.corrcoef(t[:3], p[:3])[0, 1])
     macro = regression_metrics(np.column_stack([t, t]), np.column_stack([p, t]), ["a", "b"])["macro"]
     assert macro["mae"] == pytest.approx(0.25) and macro["n"] == 6
+
+
+def test_single_model_with_mlflow_logs_every_epochs_sampler_statistics(synthetic_csv, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("ADMET_HOME", str(tmp_path))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracked = {"mlflow__enabled": True, "mlflow__tracking_uri": uri, "mlflow__experiment_name": "m"}
+    model, _, _ = _fit(synthetic_csv, **tracked)
+    client = MlflowClient(uri)
+    run = client.get_run(model.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["admet.kind"] == "model"
+    assert run.data.params["model.depth"] == "2"
+    assert run.data.metrics["best/val/mae_macro"] == pytest.approx(model.best_score)
+    keys = ["sampler/min", "sampler/max", "sampler/entropy", "sampler/effective_samples"]
+    keys += ["sampler/task_share/logP", "sampler/quality_share/high", "sampler/phase"]
+    for key in keys:
+        history = client.get_metric_history(run.info.run_id, key)
+        assert len(history) == model.epochs_trained, key  # one value per epoch
+    assert "model" in {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 PROTOCOLS = ("strict", "imputation")
 # admet variants: overrides of the benchmark config; chemprop: Chemprop's own CLI
 VARIANTS: dict[str, list[str] | None] = {
-    "baseline": ["joint_sampling.enabled=false"],
+    "baseline": ["joint_sampling.enabled=false", "joint_sampling.curriculum.enabled=false"],
     "joint": [],
     "chemprop": None,
 }

@@ -69,6 +69,12 @@ NO_EFFECT = {
     ("ray_num_cpus",): "Ray is not used; run more workers with `python -m admet.hpo run`",
     ("ray_num_gpus",): "Ray is not used; pick the device with optimization.accelerator",
     ("mlflow", "nested"): "runs of an ensemble are always nested",
+    ("mlflow", "run_id"): "every training run starts its own MLflow run",
+    ("mlflow", "parent_run_id"): "an ensemble nests its members' runs itself",
+    ("joint_sampling", "curriculum", "save_plots"): "curriculum phases are logged as metrics",
+    ("joint_sampling", "curriculum", "plot_dpi"): "curriculum phases are logged as metrics",
+    ("ray", "num_cpus"): "Ray is not used; run more workers with `python -m admet.hpo run`",
+    ("ray", "num_gpus"): "Ray is not used; pick the device with optimization.accelerator",
     ("joint_sampling", "curriculum", "log_per_quality_metrics"): "per-quality metrics are always logged",
 }
 
@@ -242,7 +248,7 @@ def _rename(data: dict[str, Any], old: tuple[str, ...], new: tuple[str, ...], so
 def _is_legacy_ensemble(raw: dict[str, Any], resolve_dir: Any) -> bool:
     """The original's ensemble configs: keys only its EnsembleConfig had, or a data_dir
     holding split_*/fold_* folders."""
-    if any(k in raw for k in ("max_parallel", "ray_num_cpus", "ray_num_gpus")):
+    if any(k in raw for k in ("max_parallel", "ray_num_cpus", "ray_num_gpus", "ray")):
         return True
     if _get(raw, "data", "splits") is not None or _get(raw, "data", "folds") is not None:
         return True
@@ -269,6 +275,7 @@ def translate_legacy(
     """
     raw = copy.deepcopy(raw)
     notes: list[str] = []
+    ensemble = "ensemble" not in raw and _is_legacy_ensemble(raw, resolve_dir)
     _rename(raw, ("mlflow", "tracking"), ("mlflow", "enabled"), source)
     if _get(raw, "model", "trunk_n_layers") == 0:  # the original model code read 0 as "default"
         raw["model"]["trunk_n_layers"] = LEGACY_TRUNK_N_LAYERS
@@ -305,7 +312,12 @@ def translate_legacy(
                 f"set {name}.enabled: false or remove the section"
             )
         notes.append(f"{name}: not implemented here and disabled; ignored")
-    if "ensemble" not in raw and _is_legacy_ensemble(raw, resolve_dir):
+    ray = raw.get("ray")  # the original's later spelling of max_parallel / ray_num_*
+    if isinstance(ray, dict) and "max_parallel" in ray:
+        raw.setdefault("max_parallel", ray.pop("max_parallel"))
+    if isinstance(ray, dict) and not ray:
+        del raw["ray"]
+    if ensemble:
         raw["ensemble"] = {}
     if "max_parallel" in raw:
         parallel = raw.pop("max_parallel")

@@ -20,6 +20,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from admet.config.phases import ALL_PHASES
 from admet.redact import mask_url
 from admet.tracking import RunTracker
 
@@ -114,6 +115,12 @@ class MlflowMirror:
             self.tracker.log_params(run_id, {k: v for k, v in trial.params.items()})
             for step, value in sorted(trial.intermediate_values.items()):
                 self.tracker.log_metrics(run_id, {"intermediate/val_mae_macro": value}, step=step)
+            for row in trial.user_attrs.get("sampler_history") or []:
+                stats = {f"sampler/{k}": v for k, v in row.items() if isinstance(v, (int, float))}
+                stats.pop("sampler/epoch", None)
+                if row.get("phase") in ALL_PHASES:
+                    stats["sampler/phase"] = ALL_PHASES.index(row["phase"])
+                self.tracker.log_metrics(run_id, stats, step=int(row.get("epoch", 0)))
         final: dict[str, float] = {}
         if trial.state == TrialState.PRUNED and trial.intermediate_values:
             # Optuna stores a pruned trial's last intermediate value (one member's fold MAE

@@ -218,8 +218,10 @@ class Objective:
         trial.set_user_attr("member_scores", [mv["macro"]["mae"] for mv in ens.member_val_metrics])
         trial.set_user_attr("reused_members", ens.reused_members)
         trial.set_user_attr("epochs_trained", epochs)
-        last_stats = ens.members[0].sampler_history[-1] if ens.members[0].sampler_history else {}
-        trial.set_user_attr("sampler_stats", _finite(last_stats))
+        history = ens.members[0].sampler_history
+        trial.set_user_attr("sampler_stats", _finite(history[-1] if history else {}))
+        # every epoch of the first member, mirrored to the trial's MLflow run step by step
+        trial.set_user_attr("sampler_history", [_finite(row) for row in history])
         trial.set_user_attr(
             "curriculum_history", [[list(h) for h in m.curriculum_history] for m in ens.members]
         )

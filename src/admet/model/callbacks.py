@@ -10,6 +10,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
+from admet.config.phases import ALL_PHASES
 from admet.sampling import CurriculumState, JointSampler
 
 __all__ = ["CurriculumCallback", "EpochHistory", "SamplerStatsCallback"]
@@ -20,7 +21,10 @@ logger = logging.getLogger(__name__)
 class SamplerStatsCallback(Callback):
     """Sets the sampler's epoch from the trainer's (so a resumed run draws the same order)
     and logs its weight statistics at the start of every training epoch as
-    ``sampler/<stat>`` and ``sampler/task_share/<task>``; keeps them in ``rows``."""
+    ``sampler/<stat>`` (min, max, entropy, normalized_entropy, effective_samples),
+    ``sampler/task_share/<task>``, ``sampler/quality_share/<quality>`` and ``sampler/phase``
+    (index in warmup, expand, robust, polish); keeps them in ``rows``. Every logger the
+    trainer has (MLflow for tracked runs) receives one value per epoch."""
 
     def __init__(self, sampler: JointSampler) -> None:
         self.sampler = sampler
@@ -38,6 +42,11 @@ class SamplerStatsCallback(Callback):
             pl_module.log(f"sampler/task_share/{task}", share, on_epoch=True, on_step=False)
         for quality, share in stats.get("quality_share", {}).items():
             row[f"quality_share/{quality}"] = share
+            pl_module.log(f"sampler/quality_share/{quality}", float(share), on_epoch=True, on_step=False)
+        if stats["phase"] in ALL_PHASES:
+            pl_module.log(
+                "sampler/phase", float(ALL_PHASES.index(stats["phase"])), on_epoch=True, on_step=False
+            )
         self.rows.append(row)
 
 

@@ -38,7 +38,7 @@ from chemprop import nn as cnn
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from sklearn.preprocessing import StandardScaler
 
-from admet.config import ChempropConfig, CurriculumPhaseConfig, load_config, save_config
+from admet.config import ChempropConfig, CurriculumPhaseConfig, config_to_dict, load_config, save_config
 from admet.data import MultitaskDataset, canonical_smiles, default_cache
 from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
 from admet.errors import ConfigError, DataError, TrainingDivergedError
@@ -48,6 +48,7 @@ from admet.model.layers import AGGREGATIONS, BondMessagePassing
 from admet.model.metrics import regression_metrics
 from admet.model.mpnn import MONITOR, MultitaskMPNN
 from admet.sampling import CurriculumState, JointSampler
+from admet.tracking import RunTracker, flatten
 
 __all__ = ["ChempropModel"]
 
@@ -103,6 +104,7 @@ class ChempropModel:
         self.best_epoch: int | None = None
         self.epochs_trained = 0
         self.fit_seconds = 0.0
+        self.mlflow_run_id: str | None = None
 
     @classmethod
     def from_config(
@@ -191,9 +193,44 @@ class ChempropModel:
     ) -> ChempropModel:
         """Train on ``train``, early-stop and keep the best epoch on ``val``.
 
+        With ``mlflow.enabled`` and no ``logger`` given, the fit is its own MLflow run: the
+        config as parameters, every epoch's metrics (losses, validation MAE per task and
+        quality, sampler statistics) through Lightning's ``MLFlowLogger``, the best score
+        and the model's folder at the end. (An ensemble passes each member its own run.)
+
         Raises:
             TrainingDivergedError: no finite validation metric was ever reached.
         """
+        cfg = self.config
+        if logger is not None or not cfg.mlflow.enabled:
+            return self._fit(train, val, callbacks, logger, progress)
+        tracker = RunTracker(True, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+        run = tracker.start_run(cfg.mlflow.run_name or "model", tags={"admet.kind": "model"})
+        self.mlflow_run_id = run
+        tracker.log_params(run, flatten(config_to_dict(cfg)))
+        try:
+            self._fit(train, val, callbacks, tracker.lightning_logger(run), progress)
+        except BaseException:
+            tracker.end_run(run, "FAILED")
+            raise
+        summary = {"best/" + MONITOR: self.best_score, "best_epoch": self.best_epoch or 0}
+        tracker.log_metrics(
+            run, {**summary, "epochs_trained": self.epochs_trained, "fit_seconds": self.fit_seconds}
+        )
+        if cfg.mlflow.log_model:
+            with tracker.artifact_dir() as tmp:
+                tracker.log_artifact(run, self.save(tmp / "model"), "model")
+        tracker.end_run(run)
+        return self
+
+    def _fit(
+        self,
+        train: MultitaskDataset,
+        val: MultitaskDataset,
+        callbacks: Sequence[Callback],
+        logger: Any,
+        progress: bool,
+    ) -> ChempropModel:
         if list(train.task_names) != self.task_names or list(val.task_names) != self.task_names:
             raise DataError(f"training/validation tasks must be {self.task_names}")
         cfg, opt = self.config, self.config.optimization

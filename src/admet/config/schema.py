@@ -124,6 +124,8 @@ class MlflowConfig:
     experiment_name: str = "admet"
     run_name: str | None = None
     log_model: bool = True
+    # Register the logged model (an MLflow pyfunc) under this name in the model registry.
+    registered_model_name: str | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ LIGHT = [
     "admet.data.packed",
     "admet.config.legacy",
     "admet.model.heads",
+    "admet.model.calibration",
 ]
 # these train real (tiny) models
 HEAVY = ["admet.model.ensemble", "admet.hpo.runner"]

@@ -50,10 +50,16 @@ def test_members_train_on_their_folds_with_distinct_seeds(fitted, synthetic_csv)
 def test_prediction_is_member_mean_with_std(fitted):
     ens, _ = fitted
     smiles = ["c1ccccc1O", "Cc1ccccc1"]
-    out = ens.predict(smiles)
+    out = ens.predict(smiles, include_spread=True)
     stack = np.stack([m.predict_array(smiles) for m in ens.members])
     np.testing.assert_allclose(out[["logP", "TPSA", "MW"]].to_numpy(), stack.mean(0))
-    np.testing.assert_allclose(out["logP_std"].to_numpy(), stack[:, :, 0].std(0))
+    np.testing.assert_allclose(out["logP_spread"].to_numpy(), stack[:, :, 0].std(0))
+    # the calibrated sd is the spread times the task's scale, the interval q sds wide
+    cal = ens.calibration.tasks["logP"]
+    np.testing.assert_allclose(out["logP_std"].to_numpy(), cal.scale * stack[:, :, 0].std(0), rtol=1e-6)
+    half = out["logP_hi90"] - out["logP"]
+    np.testing.assert_allclose(half, out["logP"] - out["logP_lo90"], rtol=1e-9)
+    np.testing.assert_allclose(half, cal.quantile * out["logP_std"], rtol=1e-9)
     # out-of-fold scoring skips the second parse of dataset (canonical) SMILES, same numbers
     canon = ["Oc1ccccc1", "Cc1ccccc1"]
     np.testing.assert_array_equal(ens.members[0].predict_canonical(canon), stack[0])

@@ -44,7 +44,7 @@ import pandas as pd
 from admet.config import EnsembleConfig, config_to_dict, load_config
 from admet.data import fang2023, load_training_data
 from admet.errors import ConfigError, DataError
-from admet.model import ChempropEnsemble, task_metrics
+from admet.model import ChempropEnsemble, add_uncertainty_metrics, task_metrics
 from admet.paths import home, raw_dataset_dir
 
 __all__ = [
@@ -97,6 +97,13 @@ def paper_table(raw: Path) -> dict[str, dict[str, Any]]:
             "best_model": f"{best_name} (variant {frame.loc[best, 'variant']})",
         }
     return out
+
+
+def _uncertainty(y: np.ndarray, frame: pd.DataFrame, endpoint: str) -> dict[str, float]:
+    """The calibrated and the raw-spread uncertainty metrics of one endpoint's predictions."""
+    metrics: dict[str, dict[str, float]] = {endpoint: {}, "macro": {}}
+    add_uncertainty_metrics(metrics, y[:, None], frame, [endpoint])
+    return metrics[endpoint]
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -223,6 +230,7 @@ class BenchmarkResult:
                 f"| {variant} | **mean** | | | {np.mean([r['pearson_r'] for r in sub]):.3f} | "
                 f"{np.mean([r['mae'] for r in sub]):.3f} | {np.mean(paper) if paper else math.nan:.3f} | |"
             )
+        lines += self._uncertainty_lines()
         paired = paired_differences(self.rows)
         if paired:
             lines += [
@@ -238,6 +246,34 @@ class BenchmarkResult:
                     f"{_pm(d['delta_mae'], d['delta_mae_sd'], '+.3f')} | {'yes' if d['helps'] else 'no'} |"
                 )
         return "\n".join(lines) + "\n"
+
+    def _uncertainty_lines(self) -> list[str]:
+        """Calibrated uncertainty of our ensembles against their raw member spread."""
+        rows = [c for c in self.rows if "coverage90" in c]
+        if not rows:
+            return []
+        lines = [
+            "",
+            "## Uncertainty of the ensembles (calibrated on out-of-fold predictions; raw = member spread)",
+            "",
+            "| variant | endpoint | coverage of 90% interval (raw) | miscalibration area (raw) | "
+            "NLL (raw) | Spearman abs error vs sd |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for c in rows:
+            groups.setdefault((c["variant"], c["endpoint"]), []).append(c)
+        for (variant, endpoint), cells in groups.items():
+
+            def avg(key: str, cells: list[dict[str, Any]] = cells) -> str:
+                return _fmt(_mean_sd([c.get(key) for c in cells])[0])
+
+            lines.append(
+                f"| {variant} | {endpoint} | {avg('coverage90')} ({avg('coverage90_uncalibrated')}) | "
+                f"{avg('miscalibration_area')} ({avg('miscalibration_area_uncalibrated')}) | "
+                f"{avg('nll')} ({avg('nll_uncalibrated')}) | {avg('spearman_err_std')} |"
+            )
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -494,6 +530,7 @@ def run_benchmark(
         if progress:
             print(f"[{variant} seed {k}] {endpoint}: training on {len(rows)} molecules", flush=True)
         t0 = time.perf_counter()
+        uncertainty = {}
         if variant == "chemprop":
             table = pd.DataFrame(data.Y[rows], columns=list(cfg.data.target_cols))
             table.insert(0, "SMILES", [data.smiles[r] for r in rows])
@@ -505,7 +542,9 @@ def run_benchmark(
                 if (variant, k) not in shared:
                     shared[(variant, k)] = ChempropEnsemble(cfg).fit(data, progress=progress)
                 model = shared[(variant, k)]
-            preds = model.predict(list(test["SMILES"]))[endpoint].to_numpy()
+            frame = model.predict(list(test["SMILES"]), include_spread=True)
+            preds = frame[endpoint].to_numpy()
+            uncertainty = _uncertainty(test[endpoint].to_numpy(dtype=float), frame, endpoint)
         m = task_metrics(test[endpoint].to_numpy(dtype=float), preds)
         cell = {
             "variant": variant,
@@ -519,6 +558,7 @@ def run_benchmark(
             "train_molecules": len(rows),
             "seconds": time.perf_counter() - t0,
             "optimistic": protocol == "imputation",
+            **uncertainty,
         }
         with cells_path.open("a") as fh:  # one line per finished cell: the resume point
             fh.write(json.dumps(cell, default=float) + "\n")

@@ -5,6 +5,7 @@
                                                  HPO file of the original project)
     refit [--trial N]                            retrain a trial as a full-budget ensemble
     status | best [--export F] | report --out D  inspect it
+    best --chemprop-config T                     the best trial as a Chemprop CLI config
     sync-mlflow                                  create or complete missing MLflow runs
     dashboard [--host H] [--port P]              optuna-dashboard on the same storage
 
@@ -64,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "trial counts, best value, running trials, ETA")
     best = add("best", "best trial(s) and their full run config")
     best.add_argument("--export", default=None, help="write the best run config YAML here")
+    best.add_argument(
+        "--chemprop-config",
+        default=None,
+        metavar="TOML",
+        help="write the best trial's model settings as a 'chemprop train --config-path' TOML here "
+        "(regression heads only)",
+    )
     refit = add("refit", "train the best (or a chosen) trial's config as a full-budget ensemble")
     refit.add_argument("--trial", type=int, default=None, help="trial number (default: the best trial)")
     refit.add_argument(
@@ -161,9 +169,23 @@ def _best(args: argparse.Namespace) -> int:
 
     _, study = _load_study(args)
     trials = best_trials(study)
+    best_config = None
+    if args.chemprop_config:  # checked first: a head Chemprop cannot express writes nothing
+        from admet.config import load_config
+        from admet.hpo.summary import trial_config
+        from admet.model.chemprop_export import chemprop_train_config
+
+        best_config = load_config(trial_config(trials[0]))
+        chemprop_train_config(best_config)
     for t in trials:
         print(f"trial {t.number}: values {[round(v, 5) for v in t.values]}")
         print(yaml.safe_dump(t.params, sort_keys=False).rstrip())
+    if best_config is not None:
+        from admet.model.chemprop_export import write_chemprop_config
+
+        header = f"# best trial {trials[0].number} of study {study.study_name!r}; values {trials[0].values}\n"
+        path = write_chemprop_config(best_config, args.chemprop_config, header)
+        print(f"wrote {path} (chemprop train --config-path {path} -i TRAIN.csv -o DIR)")
     if args.export:
         path = export_best(trials[0], args.export)
         print(f"wrote {path} (python -m admet.model train --config {path} --out DIR)")

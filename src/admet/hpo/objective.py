@@ -171,6 +171,7 @@ class Objective:
                 member_callbacks=(lambda m: [pruning] if m == 0 else []) if prunable else None,
                 checkpoint_dir=ckpt,
                 progress=self.progress,
+                calibrate=False,  # the objective scores folds; calibration is for refit models
             )
         except optuna.TrialPruned:
             _await_database(trial)

@@ -10,6 +10,7 @@ from admet._lazy import lazy_exports
 
 _EXPORTS = {
     "BranchedFFN": "admet.model.heads",
+    "Calibration": "admet.model.calibration",
     "ChempropEnsemble": "admet.model.ensemble",
     "ChempropModel": "admet.model.model",
     "CurriculumCallback": "admet.model.callbacks",
@@ -17,11 +18,18 @@ _EXPORTS = {
     "MONITOR": "admet.model.mpnn",
     "MixtureOfExpertsFFN": "admet.model.heads",
     "MultitaskMPNN": "admet.model.mpnn",
+    "NotExportableError": "admet.model.chemprop_export",
     "SamplerStatsCallback": "admet.model.callbacks",
     "TrainingDivergedError": "admet.errors",
+    "add_uncertainty_metrics": "admet.model.calibration",
+    "load_saved": "admet.model.ensemble",
+    "log_pyfunc": "admet.model.pyfunc",
     "member_seed": "admet.model.ensemble",
     "regression_metrics": "admet.model.metrics",
+    "save_chemprop": "admet.model.chemprop_export",
     "task_metrics": "admet.model.metrics",
+    "to_chemprop": "admet.model.chemprop_export",
+    "uncertainty_metrics": "admet.model.calibration",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -35,15 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_any(directory: str):
-    from admet.model.ensemble import ChempropEnsemble
-    from admet.model.model import ChempropModel
+    from admet.model.ensemble import load_saved
 
-    path = Path(directory)
-    if (path / "ensemble.json").is_file():
-        return ChempropEnsemble.load(path)
-    if (path / "weights.pt").is_file():
-        return ChempropModel.load(path)
-    raise DataError(f"{path}: no trained model or ensemble there")
+    return load_saved(directory)
 
 
 def _read_input(path: str, smiles_col: str):
@@ -114,12 +108,8 @@ def _predict_file(model, input_path: str, output: Path, score: bool = False) -> 
     frame = _read_input(input_path, col)
     preds = model.predict(list(frame[col]))
     out = frame.copy()
-    for name in preds.columns:
-        label = f"{name}_pred" if name in out.columns else name
-        out[label] = preds[name].to_numpy()
-    if "_std" not in "".join(preds.columns):  # a single model has no member spread
-        for task in model.task_names:
-            out[f"{task}_std"] = float("nan")
+    for name in preds.columns:  # <task>_pred, <task>_std, <task>_lo90, <task>_hi90
+        out[f"{name}_pred" if name in model.task_names else name] = preds[name].to_numpy()
     output.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(output, index=False)
     print(f"wrote {len(out)} prediction(s) to {output}")

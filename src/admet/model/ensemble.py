@@ -40,12 +40,20 @@ from admet.data import (
     unpack_graphs,
 )
 from admet.errors import DataError
+from admet.model.calibration import (
+    GAUSSIAN_Z90,
+    Calibration,
+    add_uncertainty_metrics,
+    fit_spread_calibration,
+    prediction_frame,
+)
 from admet.model.metrics import regression_metrics
-from admet.model.model import ChempropModel, _labelled
+from admet.model.model import CALIBRATION_FILE, ChempropModel, _labelled
 from admet.model.plots import parity_plots
 from admet.tracking import RunTracker, flatten
 
-__all__ = ["ChempropEnsemble", "member_seed"]
+__all__ = ["ChempropEnsemble", "load_saved", "member_seed"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +91,7 @@ class ChempropEnsemble:
         ...     "optimization.max_epochs=1", "optimization.batch_size=4"])
         >>> ensemble = ChempropEnsemble(cfg).fit()
         >>> len(ensemble.members), list(ensemble.predict(["CCO"]).columns)
-        (2, ['logS', 'logS_std'])
+        (2, ['logS', 'logS_std', 'logS_lo90', 'logS_hi90'])
         >>> ensemble.save(folder / "model").name
         'model'
     """
@@ -101,6 +109,7 @@ class ChempropEnsemble:
         self.fit_seconds = 0.0
         self.evaluation_seconds = 0.0
         self.mlflow_run_id: str | None = None
+        self.calibration: Calibration | None = None
 
     @classmethod
     def from_config(
@@ -143,6 +152,7 @@ class ChempropEnsemble:
         progress: bool = False,
         on_member_done: Callable[[int, ChempropModel, dict], None] | None = None,
         run_tags: dict[str, str] | None = None,
+        calibrate: bool = True,
     ) -> ChempropEnsemble:
         """Train (or reload) every member; returns self.
 
@@ -154,6 +164,8 @@ class ChempropEnsemble:
             progress: show Lightning's epoch progress bar and a member progress line.
             on_member_done: called with (index, member, fold metrics) after each member.
             run_tags: extra tags of the ensemble's MLflow run (e.g. the study it refits).
+            calibrate: fit the uncertainty calibration on the out-of-fold predictions
+                (every member predicts every fold once more; an HPO trial skips it).
         """
         start = time.perf_counter()
         cfg = self.config
@@ -239,7 +251,7 @@ class ChempropEnsemble:
                     *member_data[m], m, member_callbacks, tracker.lightning_logger(child), progress
                 )
                 if ckpt is not None:
-                    model.save(ckpt / f"member_{m}")
+                    model.save(ckpt / f"member_{m}", chemprop_copy=False)
                 finish(m, model, child)
         self.members = [m for m in members if m is not None]
         self.member_val_metrics = [fold_metrics[m] for m in range(n)]
@@ -248,9 +260,22 @@ class ChempropEnsemble:
         if folds is not None:
             self.oof_predictions.insert(1, "fold", np.repeat([f.name for f in folds], np.diff(offsets)))
         self.cv_score = float(np.mean([mv["macro"]["mae"] for mv in self.member_val_metrics]))
+        if calibrate:
+            t0 = time.perf_counter()
+            self.calibration = self._calibrate(dataset, oof)
+            self.evaluation_seconds += time.perf_counter() - t0
         self.fit_seconds = time.perf_counter() - start
         self._log_ensemble(tracker, parent, dataset)
         return self
+
+    def _calibrate(self, dataset: MultitaskDataset, oof: np.ndarray) -> Calibration:
+        """Per task: the spread of all members at each out-of-fold molecule against the
+        error of the member that did not train on it (see :mod:`admet.model.calibration`)."""
+        spread = np.stack([m.predict_canonical(dataset.smiles) for m in self.members]).std(0)
+        errors = oof - dataset.Y
+        return Calibration(
+            {t: fit_spread_calibration(errors[:, j], spread[:, j]) for j, t in enumerate(self.task_names)}
+        )
 
     def _reuse(self, ckpt: Path | None, m: int) -> ChempropModel | None:
         """A finished member saved by an earlier fit with the same member config."""
@@ -277,7 +302,9 @@ class ChempropEnsemble:
     ) -> ChempropModel:
         model = ChempropModel(self.member_config(m))
         callbacks = list(member_callbacks(m)) if member_callbacks is not None else []
-        return model.fit(train, val, callbacks=callbacks, logger=lightning_logger, progress=progress)
+        return model.fit(
+            train, val, callbacks=callbacks, logger=lightning_logger, progress=progress, calibrate=False
+        )
 
     def _fit_parallel(self, member_data, smiles, todo, ckpt, tracker, parent, n_jobs, finish) -> None:
         """Train members in worker processes. Workers are spawned (forking a process whose
@@ -368,34 +395,57 @@ class ChempropEnsemble:
             if self.config.mlflow.log_model:
                 self.save(tmp / "model")
                 tracker.log_artifact(run, tmp / "model", "model")
+                from admet.model.pyfunc import try_log_pyfunc
+
+                try_log_pyfunc(
+                    self, tracker, run, self.config.mlflow.registered_model_name, saved_dir=tmp / "model"
+                )
         tracker.end_run(run)
 
     # -- inference ------------------------------------------------------------------------
 
-    def predict(self, smiles: Sequence[str]) -> pd.DataFrame:
-        """Mean over members per task, plus ``<task>_std`` (member standard deviation)."""
+    def predict(self, smiles: Sequence[str], include_spread: bool = False) -> pd.DataFrame:
+        """Per task: the mean over members ``<task>``, the calibrated standard deviation
+        ``<task>_std`` and the 90% interval ``<task>_lo90``/``<task>_hi90``; with
+        ``include_spread`` also the raw member spread ``<task>_spread``. Without a
+        calibration (an ensemble saved before it existed) the spread is the sd and the
+        interval Gaussian."""
         if not self.members:
             raise RuntimeError("the ensemble is not trained or loaded yet")
         stack = np.stack([m.predict_array(smiles) for m in self.members])
-        out = pd.DataFrame(stack.mean(0), columns=self.task_names)
-        std = stack.std(0, ddof=0)
-        for j, task in enumerate(self.task_names):
-            out[f"{task}_std"] = std[:, j]
-        return out
+        mean, spread = stack.mean(0), stack.std(0, ddof=0)
+        if self.calibration is not None:
+            std, lo, hi = self.calibration.apply(mean, spread, self.task_names)
+        else:
+            std, lo, hi = spread, mean - GAUSSIAN_Z90 * spread, mean + GAUSSIAN_Z90 * spread
+        return prediction_frame(self.task_names, mean, std, lo, hi, spread if include_spread else None)
 
     def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
-        """Per-task and macro metrics of the ensemble mean."""
+        """Per-task and macro metrics of the ensemble mean, and of its uncertainty (Gaussian
+        NLL, miscalibration area, 90% coverage, Spearman |error| vs std; calibrated and raw)."""
         smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
-        return regression_metrics(Y, self.predict(smiles)[self.task_names].to_numpy(), self.task_names)
+        predictions = self.predict(smiles, include_spread=True)
+        metrics = regression_metrics(Y, predictions[self.task_names].to_numpy(), self.task_names)
+        return add_uncertainty_metrics(metrics, Y, predictions, self.task_names)
 
     # -- persistence ----------------------------------------------------------------------
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.yaml``, ``member_<k>/`` per member, ``ensemble.json`` and, for a
+        ``regression`` head, ``chemprop/member_<k>.pt`` (each member as Chemprop saves it:
+        ``chemprop predict --model-paths DIR/chemprop/*.pt`` averages them as we do)."""
+        from admet.model.chemprop_export import NotExportableError, save_chemprop
+
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         save_config(self.config, out / "config.yaml")
         for m, model in enumerate(self.members):
-            model.save(out / f"member_{m}")
+            model.save(out / f"member_{m}", chemprop_copy=False)
+        try:
+            for m, model in enumerate(self.members):
+                save_chemprop(model, out / "chemprop" / f"member_{m}.pt")
+        except NotExportableError as exc:
+            logger.info("no Chemprop copies in %s: %s", out, exc)
         info = {
             "n_members": len(self.members),
             "cv_score": self.cv_score,
@@ -403,6 +453,8 @@ class ChempropEnsemble:
             "fit_seconds": self.fit_seconds,
         }
         (out / "ensemble.json").write_text(json.dumps(info, indent=1, default=float))
+        if self.calibration is not None:
+            (out / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=1))
         return out
 
     @classmethod
@@ -417,7 +469,19 @@ class ChempropEnsemble:
         ens.cv_score = info.get("cv_score")
         ens.member_val_metrics = info.get("member_val_metrics", [])
         ens.fit_seconds = info.get("fit_seconds", 0.0)
+        if (src / CALIBRATION_FILE).is_file():
+            ens.calibration = Calibration.from_dict(json.loads((src / CALIBRATION_FILE).read_text()))
         return ens
+
+
+def load_saved(directory: str | os.PathLike[str]) -> ChempropEnsemble | ChempropModel:
+    """The ensemble or single model saved in ``directory`` by ``save``."""
+    path = Path(directory)
+    if (path / "ensemble.json").is_file():
+        return ChempropEnsemble.load(path)
+    if (path / "weights.pt").is_file():
+        return ChempropModel.load(path)
+    raise DataError(f"{path}: no trained model or ensemble there")
 
 
 def _cpus() -> int:
@@ -451,5 +515,5 @@ def _train_member_process(
         tracker = RunTracker(True, tracking_uri, ensemble.config.mlflow.experiment_name)
         lightning_logger = tracker.lightning_logger(run_id)
     model = ensemble._fit_member(train, val, m, None, lightning_logger, False)
-    model.save(out)
+    model.save(out, chemprop_copy=False)
     return out

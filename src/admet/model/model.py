@@ -42,6 +42,12 @@ from admet.config import ChempropConfig, CurriculumPhaseConfig, config_to_dict, 
 from admet.data import MultitaskDataset, canonical_smiles, default_cache
 from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
 from admet.errors import ConfigError, DataError, TrainingDivergedError
+from admet.model.calibration import (
+    Calibration,
+    add_uncertainty_metrics,
+    fit_residual_calibration,
+    prediction_frame,
+)
 from admet.model.callbacks import CurriculumCallback, EpochHistory, SamplerStatsCallback
 from admet.model.heads import build_predictor
 from admet.model.layers import AGGREGATIONS, BondMessagePassing
@@ -54,6 +60,7 @@ __all__ = ["ChempropModel"]
 
 logger = logging.getLogger(__name__)
 
+CALIBRATION_FILE = "calibration.json"
 _CRITERIA = {"mae": cnn.metrics.MAE, "mse": cnn.metrics.MSE}
 PREDICT_BATCH_SIZE = 256
 # Optimiser steps per training-loader item: Lightning's per-item hooks are paid once per
@@ -105,6 +112,7 @@ class ChempropModel:
         self.epochs_trained = 0
         self.fit_seconds = 0.0
         self.mlflow_run_id: str | None = None
+        self.calibration: Calibration | None = None
 
     @classmethod
     def from_config(
@@ -190,8 +198,11 @@ class ChempropModel:
         callbacks: Sequence[Callback] = (),
         logger: Any = None,
         progress: bool = False,
+        calibrate: bool = True,
     ) -> ChempropModel:
-        """Train on ``train``, early-stop and keep the best epoch on ``val``.
+        """Train on ``train``, early-stop and keep the best epoch on ``val``; with
+        ``calibrate``, the validation residuals give every task a standard deviation and a
+        conformal 90% interval (an ensemble calibrates its members' spread instead).
 
         With ``mlflow.enabled`` and no ``logger`` given, the fit is its own MLflow run: the
         config as parameters, every epoch's metrics (losses, validation MAE per task and
@@ -203,13 +214,13 @@ class ChempropModel:
         """
         cfg = self.config
         if logger is not None or not cfg.mlflow.enabled:
-            return self._fit(train, val, callbacks, logger, progress)
+            return self._fit(train, val, callbacks, logger, progress, calibrate)
         tracker = RunTracker(True, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
         run = tracker.start_run(cfg.mlflow.run_name or "model", tags={"admet.kind": "model"})
         self.mlflow_run_id = run
         tracker.log_params(run, flatten(config_to_dict(cfg)))
         try:
-            self._fit(train, val, callbacks, tracker.lightning_logger(run), progress)
+            self._fit(train, val, callbacks, tracker.lightning_logger(run), progress, calibrate)
         except BaseException:
             tracker.end_run(run, "FAILED")
             raise
@@ -220,6 +231,9 @@ class ChempropModel:
         if cfg.mlflow.log_model:
             with tracker.artifact_dir() as tmp:
                 tracker.log_artifact(run, self.save(tmp / "model"), "model")
+                from admet.model.pyfunc import try_log_pyfunc
+
+                try_log_pyfunc(self, tracker, run, cfg.mlflow.registered_model_name, saved_dir=tmp / "model")
         tracker.end_run(run)
         return self
 
@@ -230,6 +244,7 @@ class ChempropModel:
         callbacks: Sequence[Callback],
         logger: Any,
         progress: bool,
+        calibrate: bool = False,
     ) -> ChempropModel:
         if list(train.task_names) != self.task_names or list(val.task_names) != self.task_names:
             raise DataError(f"training/validation tasks must be {self.task_names}")
@@ -325,6 +340,11 @@ class ChempropModel:
         scores = [r.get(MONITOR, math.inf) for r in self.history]
         self.best_epoch = int(np.nanargmin(scores)) if scores else None
         self.epochs_trained = len(self.history)
+        if calibrate:
+            errors = self.predict_canonical(val.smiles) - val.Y
+            self.calibration = Calibration(
+                {t: fit_residual_calibration(errors[:, j]) for j, t in enumerate(self.task_names)}
+            )
         self.fit_seconds = time.perf_counter() - start
         return self
 
@@ -361,24 +381,43 @@ class ChempropModel:
         return torch.cat(out).double().numpy()
 
     def predict(self, smiles: Sequence[str]) -> pd.DataFrame:
-        """One column per task, one row per SMILES (original units)."""
-        return pd.DataFrame(self.predict_array(smiles), columns=self.task_names)
+        """Per task ``<task>`` (original units), ``<task>_std`` and the 90% interval
+        ``<task>_lo90``/``<task>_hi90`` from the validation residuals (NaN for a model saved
+        before calibration existed)."""
+        mean = self.predict_array(smiles)
+        if self.calibration is not None:
+            std, lo, hi = self.calibration.apply(mean, None, self.task_names)
+        else:
+            std = lo = hi = np.full_like(mean, np.nan)
+        return prediction_frame(self.task_names, mean, std, lo, hi)
 
     def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
         """Per-task and macro metrics on labelled data (a dataset, or a frame with the SMILES
         column and any of the task columns)."""
         smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
-        return regression_metrics(Y, self.predict_array(smiles), self.task_names)
+        predictions = self.predict(smiles)
+        metrics = regression_metrics(Y, predictions[self.task_names].to_numpy(), self.task_names)
+        return add_uncertainty_metrics(metrics, Y, predictions, self.task_names)
 
     # -- persistence ----------------------------------------------------------------------
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``config.yaml``, ``weights.pt`` (state dict) and ``training.json``."""
+    def save(self, directory: str | os.PathLike[str], chemprop_copy: bool = True) -> Path:
+        """Write ``config.yaml``, ``weights.pt`` (state dict), ``training.json`` and, for a
+        ``regression`` head with ``chemprop_copy``, ``chemprop/model.pt`` (the same model as
+        Chemprop saves it, for ``chemprop predict --model-paths``; see
+        :mod:`admet.model.chemprop_export`; an ensemble writes its members' copies itself)."""
+        from admet.model.chemprop_export import NotExportableError, save_chemprop
+
         mpnn = self._require_trained()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         save_config(self.config, out / "config.yaml")
         torch.save(mpnn.state_dict(), out / "weights.pt")
+        try:
+            if chemprop_copy:
+                save_chemprop(self, out / "chemprop" / "model.pt")
+        except NotExportableError as exc:
+            logger.info("no Chemprop copy in %s: %s", out, exc)
         info = {
             "task_names": self.task_names,
             "best_score": self.best_score,
@@ -390,6 +429,8 @@ class ChempropModel:
             "sampler_history": self.sampler_history,
         }
         (out / "training.json").write_text(json.dumps(info, indent=1, default=_json_default))
+        if self.calibration is not None:
+            (out / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=1))
         return out
 
     @classmethod
@@ -403,6 +444,8 @@ class ChempropModel:
         model.mpnn = model._build_mpnn(np.zeros(n), np.ones(n))
         model.mpnn.load_state_dict(torch.load(src / "weights.pt", map_location="cpu", weights_only=True))
         model.mpnn.eval()
+        if (src / CALIBRATION_FILE).is_file():
+            model.calibration = Calibration.from_dict(json.loads((src / CALIBRATION_FILE).read_text()))
         info_path = src / "training.json"
         if info_path.is_file():
             info = json.loads(info_path.read_text())

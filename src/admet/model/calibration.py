@@ -1,0 +1,221 @@
+"""Calibrated uncertainty: a per-task scale for the members' spread and conformal intervals.
+
+The spread of an ensemble's members ranks molecules by uncertainty but is not a standard
+deviation of the error: members share data and architecture, so it is usually too small.
+:func:`fit_spread_calibration` fits it on the ensemble's out-of-fold predictions, where
+every error is honest (the member that predicts a molecule never trained on it):
+
+* z-scaling: one factor ``s`` per task so that ``error ~ N(0, (s * spread)^2)``; the
+  maximum-likelihood ``s`` has the closed form ``sqrt(mean((error / spread)^2))``.
+* split-conformal interval: the ``ceil((n + 1) * 0.9) / n`` empirical quantile ``q`` of
+  ``|error| / (s * spread)``; ``mean +/- q * s * spread`` then covers 90% of new molecules
+  exchangeable with the calibration set, whatever the error distribution.
+
+A single model has no spread; :func:`fit_residual_calibration` gives it a constant
+standard deviation (the RMSE of its validation residuals) and a conformal interval from
+the same residuals. :func:`uncertainty_metrics` scores either against labels. Kept here
+rather than from a library: the conformal and calibration packages work on one model's
+scikit-learn API, not on a multi-task ensemble's spread with missing labels.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> spread = rng.uniform(0.5, 1.5, 5000)
+    >>> error = rng.normal(0.0, 2.0 * spread)  # the spread is half the true sd
+    >>> cal = fit_spread_calibration(error, spread)
+    >>> round(cal.scale, 1), round(cal.quantile, 1)  # q ~ 1.645 for Gaussian errors
+    (2.0, 1.6)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "COVERAGE",
+    "GAUSSIAN_Z90",
+    "UNCERTAINTY_METRICS",
+    "Calibration",
+    "TaskCalibration",
+    "add_uncertainty_metrics",
+    "fit_residual_calibration",
+    "fit_spread_calibration",
+    "prediction_frame",
+    "uncertainty_metrics",
+]
+
+COVERAGE = 0.9
+UNCERTAINTY_METRICS = ("nll", "miscalibration_area", "coverage90", "spearman_err_std")
+GAUSSIAN_Z90 = float(stats.norm.ppf(0.5 + COVERAGE / 2))  # 1.645: the uncalibrated interval
+# Spreads below this fraction of the task's median spread are floored (identical members
+# would otherwise give zero-width intervals and infinite z-scores).
+MIN_RELATIVE_SPREAD = 1e-3
+
+
+def _conformal_quantile(scores: np.ndarray, coverage: float) -> float:
+    n = len(scores)
+    if n == 0:
+        return float("nan")
+    k = math.ceil((n + 1) * coverage)
+    return float(np.sort(scores)[min(k, n) - 1])
+
+
+@dataclass(frozen=True)
+class TaskCalibration:
+    """One task's calibration: ``std = scale * spread`` (``spread`` is 1 for a single
+    model's constant sd), interval ``mean +/- quantile * std``; ``n`` calibration points."""
+
+    scale: float
+    quantile: float
+    n: int
+    kind: str = "spread"  # spread (ensemble) | residual (single model)
+
+    def std(self, spread: np.ndarray) -> np.ndarray:
+        return self.scale * np.asarray(spread, dtype=float)
+
+    def interval(self, mean: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        half = self.quantile * self.std(spread)
+        return mean - half, mean + half
+
+
+def _floor(spread: np.ndarray) -> np.ndarray:
+    positive = spread[np.isfinite(spread) & (spread > 0)]
+    floor = MIN_RELATIVE_SPREAD * float(np.median(positive)) if len(positive) else 1e-12
+    return np.maximum(spread, floor)
+
+
+def fit_spread_calibration(
+    errors: np.ndarray, spread: np.ndarray, coverage: float = COVERAGE
+) -> TaskCalibration:
+    """Scale and conformal quantile for ``errors`` (prediction - label) given the member
+    ``spread`` at the same molecules; NaN pairs are ignored."""
+    errors, spread = np.asarray(errors, dtype=float), np.asarray(spread, dtype=float)
+    ok = np.isfinite(errors) & np.isfinite(spread)
+    if not ok.any():
+        return TaskCalibration(float("nan"), float("nan"), 0)
+    e, s = errors[ok], _floor(spread[ok])
+    z = e / s
+    scale = float(np.sqrt(np.mean(z**2))) or 1.0
+    return TaskCalibration(scale, _conformal_quantile(np.abs(z) / scale, coverage), int(ok.sum()))
+
+
+def fit_residual_calibration(errors: np.ndarray, coverage: float = COVERAGE) -> TaskCalibration:
+    """A single model's constant sd (validation RMSE) and conformal quantile of
+    ``|residual| / sd``."""
+    errors = np.asarray(errors, dtype=float)
+    e = errors[np.isfinite(errors)]
+    if len(e) == 0:
+        return TaskCalibration(float("nan"), float("nan"), 0, "residual")
+    sd = float(np.sqrt(np.mean(e**2))) or 1e-12
+    return TaskCalibration(sd, _conformal_quantile(np.abs(e) / sd, coverage), len(e), "residual")
+
+
+@dataclass
+class Calibration:
+    """Per-task calibrations of a model, saved beside it as JSON."""
+
+    tasks: dict[str, TaskCalibration]
+    coverage: float = COVERAGE
+
+    def apply(
+        self, mean: np.ndarray, spread: np.ndarray | None, task_names: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated std, lower and upper bound, each shaped like ``mean`` (N, T);
+        ``spread`` None means a single model (constant sd per task)."""
+        spread = np.ones_like(mean) if spread is None else spread
+        std, lo, hi = (np.full_like(mean, np.nan, dtype=float) for _ in range(3))
+        for j, task in enumerate(task_names):
+            cal = self.tasks.get(task)
+            if cal is None or not math.isfinite(cal.scale):
+                continue
+            s = spread[:, j] if cal.kind == "spread" else np.ones(len(mean))
+            std[:, j] = cal.std(_floor(s) if cal.kind == "spread" else s)
+            lo[:, j], hi[:, j] = mean[:, j] - cal.quantile * std[:, j], mean[:, j] + cal.quantile * std[:, j]
+        return std, lo, hi
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"coverage": self.coverage, "tasks": {t: asdict(c) for t, c in self.tasks.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        tasks = {t: TaskCalibration(**c) for t, c in data["tasks"].items()}
+        return cls(tasks, float(data.get("coverage", COVERAGE)))
+
+
+def prediction_frame(
+    task_names: Sequence[str],
+    mean: np.ndarray,
+    std: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    spread: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The prediction table of a model: ``<task>`` (mean) for every task, then per task
+    ``<task>_std``, ``<task>_lo90``, ``<task>_hi90`` (and ``<task>_spread`` if given)."""
+    columns: dict[str, np.ndarray] = {t: mean[:, j] for j, t in enumerate(task_names)}
+    for j, t in enumerate(task_names):
+        columns[f"{t}_std"], columns[f"{t}_lo90"], columns[f"{t}_hi90"] = std[:, j], lo[:, j], hi[:, j]
+        if spread is not None:
+            columns[f"{t}_spread"] = spread[:, j]
+    return pd.DataFrame(columns)
+
+
+def _miscalibration_area(z: np.ndarray) -> float:
+    """Mean |observed - expected| fraction of errors inside the central Gaussian interval,
+    over expected fractions 0.01..0.99 (0 for perfectly calibrated Gaussian errors)."""
+    expected = np.linspace(0.01, 0.99, 99)
+    bounds = stats.norm.ppf(0.5 + expected / 2)
+    observed = (np.abs(z)[:, None] <= bounds[None, :]).mean(0)
+    return float(np.mean(np.abs(observed - expected)))
+
+
+def uncertainty_metrics(
+    y_true: np.ndarray, mean: np.ndarray, std: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> dict[str, float]:
+    """Gaussian NLL, miscalibration area, coverage of ``[lo, hi]`` and Spearman rho
+    between ``|error|`` and ``std`` for one task (NaN labels ignored)."""
+    y, m, s = (np.asarray(a, dtype=float) for a in (y_true, mean, std))
+    ok = np.isfinite(y) & np.isfinite(m) & np.isfinite(s) & (s > 0)
+    if ok.sum() < 2:
+        return dict.fromkeys(UNCERTAINTY_METRICS, np.nan)
+    e, s = y[ok] - m[ok], s[ok]
+    nll = float(np.mean(0.5 * np.log(2 * np.pi * s**2) + 0.5 * (e / s) ** 2))
+    inside = (y[ok] >= np.asarray(lo, dtype=float)[ok]) & (y[ok] <= np.asarray(hi, dtype=float)[ok])
+    rho = float(stats.spearmanr(np.abs(e), s)[0]) if np.ptp(s) > 0 else np.nan
+    return {
+        "nll": nll,
+        "miscalibration_area": _miscalibration_area(e / s),
+        "coverage90": float(inside.mean()),
+        "spearman_err_std": rho,
+    }
+
+
+def add_uncertainty_metrics(
+    metrics: dict[str, dict[str, float]], Y: np.ndarray, predictions: pd.DataFrame, task_names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Add :func:`uncertainty_metrics` per task (and their macro mean) to ``metrics``, from
+    a :func:`prediction_frame`; with ``<task>_spread`` columns, the uncalibrated spread's
+    (sd = spread, Gaussian interval) as ``<metric>_uncalibrated`` too."""
+    per_task: list[dict[str, float]] = []
+    for j, t in enumerate(task_names):
+        cols = [predictions[f"{t}{suffix}"].to_numpy() for suffix in ("", "_std", "_lo90", "_hi90")]
+        found = uncertainty_metrics(Y[:, j], *cols)
+        if f"{t}_spread" in predictions:
+            mean, spread = cols[0], predictions[f"{t}_spread"].to_numpy()
+            raw = uncertainty_metrics(
+                Y[:, j], mean, spread, mean - GAUSSIAN_Z90 * spread, mean + GAUSSIAN_Z90 * spread
+            )
+            found.update({f"{k}_uncalibrated": v for k, v in raw.items()})
+        metrics[t].update(found)
+        per_task.append(found)
+    for key in per_task[0] if per_task else ():
+        values = [m[key] for m in per_task if np.isfinite(m[key])]
+        metrics["macro"][key] = float(np.mean(values)) if values else np.nan
+    return metrics

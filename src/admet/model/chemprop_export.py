@@ -1,0 +1,220 @@
+"""Chemprop interoperability: our models as plain Chemprop models and CLI configs.
+
+What: :func:`to_chemprop` rebuilds a trained :class:`~admet.model.model.ChempropModel` from
+Chemprop's own classes (``BondMessagePassing``, ``Mean``/``Sum``/``NormAggregation``,
+``RegressionFFN`` with its ``UnscaleTransform``, batch norm when configured, the same
+criterion and task weights) and loads our weights and target scaler into it by state dict;
+:func:`save_chemprop` writes it with ``chemprop.models.utils.save_model``.
+:func:`chemprop_train_config` writes the run config's model and optimisation settings as
+the TOML that ``chemprop train --config-path`` reads.
+
+Why: a saved model then works without this package: ``chemprop predict -i test.csv
+--model-paths <model folder>/chemprop/*.pt`` gives the numbers ``python -m admet.model
+predict`` gives (the mean over the members; both use Chemprop's default ``V2`` multi-hot
+atom featurizer, so no featurizer flag is needed), ``chemprop.models.MPNN.load_from_file``
+reads the file, and Chemprop's tools (fingerprints, fine-tuning, uncertainty) apply to it.
+Our subclasses (scatter-free kernels, per-task validation metrics) differ from Chemprop's
+classes only in speed and logging, so the saved hyperparameters name Chemprop's classes
+only. The ``branched`` and ``moe`` heads have no Chemprop counterpart: those models raise
+:class:`NotExportableError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from chemprop import nn as cnn
+from chemprop.models import MPNN
+from chemprop.models.utils import save_model
+
+from admet.errors import AdmetError
+
+if TYPE_CHECKING:
+    from admet.config import ChempropConfig
+    from admet.model.model import ChempropModel
+
+__all__ = [
+    "NotExportableError",
+    "chemprop_train_config",
+    "save_chemprop",
+    "to_chemprop",
+    "write_chemprop_config",
+]
+
+EXPORTABLE_HEAD = "regression"
+
+
+class NotExportableError(AdmetError):
+    """The model's prediction head (``model.ffn_type``) has no Chemprop counterpart."""
+
+
+def _check_head(ffn_type: str) -> None:
+    if ffn_type != EXPORTABLE_HEAD:
+        raise NotExportableError(
+            f"model.ffn_type={ffn_type!r} cannot be expressed in Chemprop "
+            f"(only {EXPORTABLE_HEAD!r} heads can be exported)"
+        )
+
+
+def _plain(hparams) -> dict:  # type: ignore[no-untyped-def]
+    """A module's saved hyperparameters as constructor arguments (without ``cls``)."""
+    return {k: v for k, v in dict(hparams).items() if k != "cls"}
+
+
+def _chemprop_aggregation(agg: cnn.Aggregation) -> cnn.Aggregation:
+    # NormAggregation subclasses SumAggregation in Chemprop: test it first
+    for cls in (cnn.NormAggregation, cnn.MeanAggregation, cnn.SumAggregation):
+        if isinstance(agg, cls):
+            return cls(**_plain(agg.hparams))
+    raise NotExportableError(f"model.aggregation: {type(agg).__name__} has no Chemprop counterpart")
+
+
+def to_chemprop(model: ChempropModel) -> MPNN:
+    """A pure-Chemprop ``MPNN`` (in eval mode, on the CPU) with ``model``'s weights and
+    target scaler.
+
+    Raises:
+        NotExportableError: ``model.ffn_type`` is not ``regression``.
+        RuntimeError: the model is not trained or loaded yet.
+    """
+    _check_head(model.config.model.ffn_type)
+    src = model._require_trained()
+    if type(src.predictor) is not cnn.RegressionFFN:
+        _check_head(type(src.predictor).__name__)
+    mp = cnn.BondMessagePassing(**_plain(src.message_passing.hparams))
+    agg = _chemprop_aggregation(src.agg)
+    pred_src = src.predictor
+    crit = pred_src.criterion
+    transform = pred_src.output_transform
+    output_transform = (
+        cnn.UnscaleTransform(transform.mean[0].tolist(), transform.scale[0].tolist())
+        if isinstance(transform, cnn.UnscaleTransform)
+        else None
+    )
+    predictor = cnn.RegressionFFN(
+        **{
+            **_plain(pred_src.hparams),
+            "criterion": type(crit)(task_weights=crit.task_weights.detach().cpu().flatten().clone()),
+            "output_transform": output_transform,
+        }
+    )
+    out = MPNN(
+        mp,
+        agg,
+        predictor,
+        batch_norm=isinstance(src.bn, torch.nn.BatchNorm1d),
+        metrics=None,  # Chemprop's defaults: its predictor's metric (MSE), then the criterion
+        warmup_epochs=src.warmup_epochs,
+        init_lr=src.init_lr,
+        max_lr=src.max_lr,
+        final_lr=src.final_lr,
+    )
+    out.load_state_dict({k: v.detach().cpu() for k, v in src.state_dict().items()}, strict=True)
+    return out.eval()
+
+
+def save_chemprop(model: ChempropModel, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` as Chemprop saves models (``chemprop.models.utils.save_model``, the
+    task names as output columns), for ``chemprop predict --model-paths`` and
+    ``MPNN.load_from_file``.
+
+    Raises:
+        NotExportableError: ``model.ffn_type`` is not ``regression`` (nothing is written).
+    """
+    mpnn = to_chemprop(model)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(out, mpnn, list(model.task_names))
+    return out
+
+
+def _toml(value: object) -> str:
+    """A TOML value that configargparse's default config parser reads the same way."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    return json.dumps(str(value))
+
+
+def chemprop_train_config(config: ChempropConfig) -> str:
+    """The TOML ``chemprop train --config-path`` reads for ``config``'s model and
+    optimisation settings (data path and output folder come on the command line), with a
+    comment block naming what Chemprop cannot express.
+
+    Raises:
+        NotExportableError: ``model.ffn_type`` is not ``regression``.
+    """
+    m, opt, js = config.model, config.optimization, config.joint_sampling
+    _check_head(m.ffn_type)
+    values: dict[str, object] = {
+        "smiles-columns": [config.data.smiles_col],
+        "target-columns": list(config.data.target_cols),
+        "task-type": "regression",
+        "multi-hot-atom-featurizer-mode": "V2",
+        "message-hidden-dim": [m.message_hidden_dim],
+        "depth": [m.depth],
+        "dropout": float(m.dropout),
+        "aggregation": m.aggregation,
+        "aggregation-norm": 100.0,  # Chemprop's NormAggregation default, as ours
+        "activation": m.activation.upper(),
+        "ffn-hidden-dim": [m.hidden_dim],
+        "ffn-num-layers": m.num_layers,
+        "batch-norm": bool(m.batch_norm),
+        "loss-function": opt.criterion,
+        "batch-size": opt.batch_size,
+        "epochs": opt.max_epochs,
+        # as in training: Chemprop's schedule needs at least one epoch after warmup
+        "warmup-epochs": min(opt.warmup_epochs, max(opt.max_epochs - 1, 0)),
+        "init-lr": float(opt.init_lr),
+        "max-lr": float(opt.max_lr),
+        "final-lr": float(opt.final_lr),
+        "patience": opt.patience,
+        "pytorch-seed": opt.seed,
+    }
+    if opt.task_weights is not None:
+        values["task-weights"] = [float(w) for w in opt.task_weights]
+    ensemble = getattr(config, "ensemble", None)
+    lines = [
+        "# Chemprop CLI config: chemprop train --config-path THIS.toml -i TRAIN.csv -o OUT_DIR",
+        "# Written by admet from a run config; command-line options override these values.",
+        "#",
+        "# Not expressible in Chemprop (its training differs from ours here):",
+        f"#   joint sampling (joint_sampling.enabled={js.enabled}): task oversampling "
+        f"alpha={js.task_oversampling.alpha}, composition_mode={js.composition_mode!r}",
+        f"#   quality curriculum (joint_sampling.curriculum.enabled={js.curriculum.enabled}, "
+        f"qualities={list(js.curriculum.qualities)}): Chemprop samples uniformly",
+        "#   early stopping and best checkpoint on val/mae_macro (original units, mean over tasks);",
+        "#     Chemprop tracks --tracking-metric (default val_loss, on standardised targets)",
+        f"#   data.split={config.data.split!r} held-out fold (1/{config.data.n_folds}); "
+        "Chemprop splits train/val/test by --split and --split-sizes",
+    ]
+    if ensemble is not None:
+        lines.append(
+            f"#   ensemble of {ensemble.n_members} cross-validation members on "
+            f"{ensemble.split!r} folds; Chemprop's --ensemble-size trains members on one split"
+        )
+    if m.batch_norm:
+        lines.append(
+            "#   with batch-norm Chemprop drops the last incomplete batch of training and validation"
+            " (a validation set smaller than batch-size is empty)"
+        )
+    lines.append("")
+    lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_chemprop_config(config: ChempropConfig, path: str | os.PathLike[str], header: str = "") -> Path:
+    """Write :func:`chemprop_train_config` to ``path`` (``header``: extra comment lines
+    first, each starting with ``#``). Nothing is written when the head is not exportable."""
+    text = chemprop_train_config(config)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + text)
+    return out

@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from admet.config import EnsembleConfig, config_to_dict, load_config
 from admet.data import MultitaskDataset, default_cache, load_training_data
 from admet.errors import ConfigError, TrainingDivergedError
+from admet.hpo.artifacts import upload_trial_artifacts
 from admet.hpo.budget import claim
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
@@ -203,6 +204,7 @@ class Objective:
         self.epochs_trained += epochs
         _await_database(trial)
         values = self._record(trial, ensemble, start, epochs)
+        upload_trial_artifacts(trial, ensemble, self.data, stored)  # shown in optuna-dashboard
         shutil.rmtree(ckpt, ignore_errors=True)  # the trial is stored; members were only for retries
         return values[0] if len(values) == 1 else values
 

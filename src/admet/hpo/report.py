@@ -1,5 +1,6 @@
-"""``report``: Optuna's visualisations of a study as HTML (plotly) and PNG (matplotlib),
-plus a markdown summary."""
+"""``report``: Optuna's visualisations of a study as HTML (plotly, its JavaScript in
+``plotly.min.js`` beside the pages, so they open offline) and PNG (matplotlib), plus a
+markdown summary."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def write_report(study: optuna.Study, out: str | Path) -> list[Path]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fig = plotly_fn(**kw)
-                fig.write_html(out_dir / f"{name}.html", include_plotlyjs="cdn")
+                # plotly.min.js written once beside the pages: they open without internet
+                fig.write_html(out_dir / f"{name}.html", include_plotlyjs="directory")
                 written.append(out_dir / f"{name}.html")
                 ax = mpl_fn(**kw)
                 figure = ax.flat[0].figure if hasattr(ax, "flat") else ax.figure

@@ -9,22 +9,47 @@ uses :func:`mask_url`.
 :class:`ResilientRDBStorage` is Optuna's ``RDBStorage`` whose calls are retried with
 exponential backoff when the database connection is lost (PostgreSQL restarted, network
 blip); with ``pool_pre_ping`` the next attempt gets a fresh connection.
+
+A lost connection can also lose the acknowledgement of a COMMIT that the database applied,
+so a retried call must be safe to repeat. Reads are; so are Optuna's writes of parameters,
+attributes, intermediate values and heartbeats (upserts, or inserts whose duplicate is
+ignored: a repeat writes the same row again). The writes that are not are made so here:
+
+* creating a trial (``ask``, ``add_trial``, the stale-trial retry callback) tags the new
+  trial with a unique token (system attribute ``admet:create_token``) in the same
+  transaction; a repeat first looks the token up and returns the trial the lost attempt
+  created instead of inserting a second one;
+* changing a trial's state (popping a WAITING trial, ``tell``, failing a stale trial)
+  records a unique token (``admet:state_token``) in the same transaction; a repeat that
+  finds its own token knows the first attempt landed and reports success, instead of
+  "another worker took it" (an orphan RUNNING trial) or ``UpdateFinishedTrialError``;
+* creating a study without a name picks the random name before the first attempt, so a
+  repeat finds the study it created; deleting a study that a repeat finds gone succeeds.
+
+Both tokens are looked up after the row lock the write itself takes (the study row for a
+new trial, the trial row for a state change), so the repeat waits for a first attempt the
+server is still committing.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.storages._base import DEFAULT_STUDY_NAME_PREFIX
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -49,9 +74,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 DEFAULT_DB_NAME = "admet-studies.db"
 RETRY_SECONDS = 120.0  # ADMET_STORAGE_RETRY_SECONDS overrides it
+CREATE_TOKEN = "admet:create_token"  # trial system attribute: which call created the trial
+STATE_TOKEN = "admet:state_token"  # trial system attribute: which call last set its state
+TOKENS = (CREATE_TOKEN, STATE_TOKEN)
 
 
 def retry_seconds() -> float:
@@ -108,25 +137,37 @@ def _connection_lost(exc: BaseException) -> bool:
     return cause is not None and _is_connection_error(cause)
 
 
+def _with_retries(storage: RDBStorage, attempt: Callable[[bool], T]) -> T:
+    """``attempt(repeat)``, called again with exponential backoff while the connection is
+    lost, for up to :func:`retry_seconds`; ``repeat`` is True from the second call on: the
+    call before may have been applied with its acknowledgement lost."""
+    delay, waited, budget = 0.5, 0.0, retry_seconds()
+    repeat = False
+    while True:
+        try:
+            return attempt(repeat)
+        except STORAGE_ERRORS as exc:
+            if not _connection_lost(exc) or waited >= budget:
+                raise
+            logger.warning(
+                "lost the study database connection (%s); retrying in %.1f s",
+                _where(storage.url),
+                delay,
+            )
+            storage.engine.dispose()
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 10.0)
+            repeat = True
+
+
 def _retrying(method: F) -> F:
+    """``method`` retried through a lost connection; only for methods that are safe to
+    repeat after their COMMIT was applied (see the module docstring)."""
+
     @functools.wraps(method)
     def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        delay, waited, budget = 0.5, 0.0, retry_seconds()
-        while True:
-            try:
-                return method(self, *args, **kwargs)
-            except STORAGE_ERRORS as exc:
-                if not _connection_lost(exc) or waited >= budget:
-                    raise
-                logger.warning(
-                    "lost the study database connection (%s); retrying in %.1f s",
-                    _where(self.url),
-                    delay,
-                )
-                self.engine.dispose()
-                time.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 10.0)
+        return _with_retries(self, lambda _repeat: method(self, *args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
 
@@ -151,14 +192,165 @@ def until_reachable(call: Callable[[], Any], what: str = "the study database") -
 
 class ResilientRDBStorage(RDBStorage):
     """``RDBStorage`` that retries calls for up to ``RETRY_SECONDS`` when the database
-    connection drops, so a worker survives a database restart; and that also treats a
-    RUNNING trial which never wrote a heartbeat as stale once it has stayed so for the
-    grace period."""
+    connection drops, so a worker survives a database restart, and applies every retried
+    write once even when a COMMIT's acknowledgement was lost (module docstring); and that
+    also treats a RUNNING trial which never wrote a heartbeat as stale once it has stayed
+    so for the grace period."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._create_attempted: set[str] = set()  # create tokens whose insert was tried
         super().__init__(*args, **kwargs)
         self._no_heartbeat_since: dict[int, float] = {}  # trial id -> first seen silent
         self._heartbeat_failing = False
+
+    # -- writes made safe to repeat after a lost acknowledgement -------------------------
+
+    def create_new_study(
+        self, directions: Sequence[optuna.study.StudyDirection], study_name: str | None = None
+    ) -> int:
+        """Optuna's, retried; without a name, the random name is chosen before the first
+        attempt, so a repeat that finds the name taken has found the study it created.
+        A repeat with a caller's name that finds it taken raises ``DuplicatedStudyError``
+        as for any existing study (``create_study(load_if_exists=True)`` then loads it)."""
+        name = study_name or DEFAULT_STUDY_NAME_PREFIX + str(uuid.uuid4())
+
+        def attempt(repeat: bool) -> int:
+            try:
+                return RDBStorage.create_new_study(self, directions, name)
+            except optuna.exceptions.DuplicatedStudyError:
+                if repeat and study_name is None:
+                    return self.get_study_id_from_name(name)
+                raise
+
+        return _with_retries(self, attempt)
+
+    def delete_study(self, study_id: int) -> None:
+        """Optuna's, retried; a repeat that finds the study gone has deleted it."""
+
+        def attempt(repeat: bool) -> None:
+            try:
+                RDBStorage.delete_study(self, study_id)
+            except KeyError:
+                if not repeat:
+                    raise
+
+        _with_retries(self, attempt)
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        """Optuna's trial creation (``ask`` and ``add_trial`` both come here, also through
+        Optuna's cached storage), retried; the trial is tagged with a new token in its
+        creating transaction, and every attempt after the first (Optuna's own deadlock
+        retries included) first returns the trial that carries the token, if any.
+
+        Without a template, Optuna inserts a RUNNING trial started now with nothing else;
+        the template used instead says exactly that, plus the token. The tokens of a
+        template (a stale trial copied by the retry callback carries its own) are dropped.
+        """
+        token = uuid.uuid4().hex
+        if template_trial is None:
+            template = FrozenTrial(
+                number=-1,
+                state=TrialState.RUNNING,
+                value=None,
+                values=None,
+                datetime_start=datetime.now(),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
+            )
+        else:
+            template = copy.deepcopy(template_trial)
+        attrs = {k: v for k, v in template.system_attrs.items() if k not in TOKENS}
+        template.system_attrs = {**attrs, CREATE_TOKEN: token}
+        try:
+            return _with_retries(self, lambda _repeat: RDBStorage._create_new_trial(self, study_id, template))
+        finally:
+            self._create_attempted.discard(token)
+
+    def _get_prepared_new_trial(self, study_id: int, template_trial: FrozenTrial | None, session: Any) -> Any:
+        # Runs inside Optuna's creating transaction, after it locked the study row: a
+        # repeat returns the trial its lost attempt created (Optuna builds the returned
+        # FrozenTrial from the template, as for a new one).
+        from optuna.storages._rdb import models  # Optuna's schema; no public query for this
+
+        token = template_trial.system_attrs.get(CREATE_TOKEN) if template_trial is not None else None
+        if token is not None:
+            if token in self._create_attempted:
+                attr = models.TrialSystemAttributeModel
+                existing = (
+                    session.query(models.TrialModel)
+                    .join(attr, attr.trial_id == models.TrialModel.trial_id)
+                    .filter(models.TrialModel.study_id == study_id)
+                    .filter(attr.key == CREATE_TOKEN, attr.value_json == json.dumps(token))
+                    .one_or_none()
+                )
+                if existing is not None:
+                    logger.info("trial %d was created by an attempt whose answer was lost", existing.number)
+                    return existing
+            self._create_attempted.add(token)
+        return super()._get_prepared_new_trial(study_id, template_trial, session)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        """Optuna's state change (popping a WAITING trial, ``tell``, failing a stale
+        trial), retried, with the same answers: False when another worker popped the trial
+        first, ``UpdateFinishedTrialError`` when it is already finished. The change records
+        a new token in its transaction; a repeat that finds its token returns True: its
+        first attempt landed (the trial is this worker's, or finished as told)."""
+        token = uuid.uuid4().hex
+        return _with_retries(
+            self, lambda repeat: self._set_state_once(trial_id, state, values, token, repeat)
+        )
+
+    def _set_state_once(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None, token: str, repeat: bool
+    ) -> bool:
+        # Optuna 5's RDBStorage.set_trial_state_values, plus the token
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                if repeat:
+                    attr = models.TrialSystemAttributeModel
+                    mine = (
+                        session.query(attr.trial_id)
+                        .filter(attr.trial_id == trial_id, attr.key == STATE_TOKEN)
+                        .filter(attr.value_json == json.dumps(token))
+                        .one_or_none()
+                    )
+                    if mine is not None:
+                        logger.info(
+                            "trial %d was set %s by an attempt whose answer was lost",
+                            trial.number,
+                            state.name,
+                        )
+                        return True
+                self.check_trial_is_updatable(trial_id, trial.state)
+                if values is not None:
+                    for objective, v in enumerate(values):
+                        self._set_trial_value_without_commit(session, trial, objective, v)
+                if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
+                    return False
+                self._set_trial_attr_without_commit(
+                    session, models.TrialSystemAttributeModel, trial_id, STATE_TOKEN, token
+                )
+                trial.state = state
+                if state == TrialState.RUNNING:
+                    trial.datetime_start = datetime.now()
+                if state.is_finished():
+                    trial.datetime_complete = datetime.now()
+        except IntegrityError:
+            return False
+        return True
+
+    # -- stale trials, worker registration ------------------------------------------------
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # Optuna's own check skips RUNNING trials without a heartbeat row (a worker killed
@@ -234,16 +426,35 @@ class ResilientRDBStorage(RDBStorage):
             return [int(r[0]) for r in rows]
 
 
+# Retried safely by their own code above; a second layer of retries would draw a second
+# token and defeat the check.
+_OWN_RETRIES = frozenset({"create_new_study", "delete_study", "_create_new_trial", "set_trial_state_values"})
+_NOT_RETRIED = {
+    # its whole body is _create_new_trial, which retries with one token for all attempts
+    "create_new_trial",
+    # converts rows loaded in its caller's transaction, which is retried as a whole
+    "_build_frozen_trial_from_trial_model",
+}
+
+
+def _runs_in_callers_transaction(method: Callable[..., Any]) -> bool:
+    """Optuna's ``*_without_commit`` helpers and ``_get_prepared_new_trial`` take the
+    caller's session: retrying one alone cannot help, its transaction is gone."""
+    return "session" in inspect.signature(method).parameters
+
+
 _RETRIED = [
     name
     for name, value in vars(RDBStorage).items()
     if callable(value)
     and not name.startswith("__")
-    and name not in ("_set_default_engine_kwargs_for_mysql",)
     and not isinstance(value, (staticmethod, classmethod))
+    and name not in _OWN_RETRIES
+    and name not in _NOT_RETRIED
+    and not _runs_in_callers_transaction(value)
 ]
 for _name in _RETRIED:
-    # our own overrides are retried too
+    # reads, and writes that are upserts (idempotent): our own overrides are retried too
     _own = vars(ResilientRDBStorage).get(_name, getattr(RDBStorage, _name))
     setattr(ResilientRDBStorage, _name, _retrying(_own))
 
@@ -290,6 +501,10 @@ def open_storage(
             (never the password).
     """
     url = resolve_storage_url(url)
+    if url.lower().startswith("grpc://"):  # a client of `serve-storage` (admet.hpo.grpc_storage)
+        from admet.hpo.grpc_storage import open_grpc_storage
+
+        return open_grpc_storage(url, heartbeat_interval, grace_period, max_retry)  # type: ignore[return-value]
     try:
         backend = make_url(url).get_backend_name()
     except (ArgumentError, ValueError, NoSuchModuleError):
@@ -317,11 +532,14 @@ def open_storage(
         for attempt in range(5):
             try:
                 return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-            except (IntegrityError, ProgrammingError):
+            except (IntegrityError, ProgrammingError, optuna.exceptions.StorageInternalError) as exc:
                 # Two workers creating the schema of a fresh database at the same moment:
-                # the loser finds the tables on the next attempt.
+                # the loser finds the tables on the next attempt. (The soak run also saw a
+                # one-off commit error while a worker opened the storage just after a
+                # database restart; the next attempt is the cheap cure.)
                 if attempt == 4:
                     raise
+                logger.info("opening the study storage failed (%s); trying again", type(exc).__name__)
                 time.sleep(0.5 + attempt)
         raise AssertionError("unreachable")
     except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:

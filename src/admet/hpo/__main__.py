@@ -8,9 +8,12 @@
     best --chemprop-config T                     the best trial as a Chemprop CLI config
     sync-mlflow                                  create or complete missing MLflow runs
     dashboard [--host H] [--port P]              optuna-dashboard on the same storage
+    serve-storage [--host H] [--port P]          Optuna's gRPC storage proxy in front of the
+                                                 database: workers then use grpc://H:P
+    run --gpus all|N|0,1 [--workers-per-gpu W]   one worker per GPU (x W) from one command
 
 Every subcommand takes ``--storage URL`` (default: ``ADMET_HPO_STORAGE``, else
-``./admet-studies.db``).
+``./admet-studies.db``); ``grpc://HOST:PORT`` is a ``serve-storage`` proxy.
 """
 
 from __future__ import annotations
@@ -62,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run an existing study although its search space was edited (trials of both spaces mix)",
     )
+    run.add_argument(
+        "--device",
+        default=None,
+        metavar="DEV",
+        help="device of this worker's trials: cuda:K, cuda, cpu (sets optimization.accelerator)",
+    )
+    run.add_argument(
+        "--gpus",
+        default=None,
+        metavar="all|N|0,1",
+        help="start one worker per GPU (all, the first N, or these ids) and wait for them",
+    )
+    run.add_argument(
+        "--workers-per-gpu", type=int, default=1, metavar="W", help="workers per GPU with --gpus (default 1)"
+    )
     add("status", "trial counts, best value, running trials, ETA")
     best = add("best", "best trial(s) and their full run config")
     best.add_argument("--export", default=None, help="write the best run config YAML here")
@@ -96,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     dash = add("dashboard", "serve optuna-dashboard on the study storage")
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8080)
+    serve = sub.add_parser("serve-storage", help="Optuna's gRPC storage proxy in front of the study database")
+    serve.add_argument("--storage", default=None, help="the database URL (sqlite:// or postgresql://)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    serve.add_argument("--port", type=int, default=13000)
+    serve.add_argument("--quiet", action="store_true", help="warnings only")
     return parser
 
 
@@ -122,11 +145,20 @@ def _load_study(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     from admet.data import fang2023
     from admet.data.training import resolve_path
+    from admet.hpo.gpus import check_device, run_gpu_workers
     from admet.hpo.runner import run_worker
     from admet.hpo.spec import load_study_spec
     from admet.hpo.storage import open_storage
 
-    spec = load_study_spec(args.study, args.overrides)
+    if args.gpus is not None:
+        if args.device is not None:
+            raise AdmetError("--device and --gpus exclude each other (--gpus sets each worker's device)")
+        load_study_spec(args.study, args.overrides)  # a bad study fails once, not in every child
+        return run_gpu_workers(args)
+    overrides = list(args.overrides)
+    if args.device is not None:
+        overrides.append(f"optimization.accelerator={check_device(args.device)}")
+    spec = load_study_spec(args.study, overrides)
     base = spec.base_run_config()
     open_storage(args.storage)  # an unreachable storage fails before anything is written
     train = resolve_path(base.data.train_file)
@@ -251,6 +283,13 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_storage(args: argparse.Namespace) -> int:
+    from admet.hpo.grpc_storage import serve_storage
+
+    serve_storage(args.storage, args.host, args.port)
+    return 0
+
+
 def _dashboard(args: argparse.Namespace) -> int:
     from admet.hpo.dashboard import serve_dashboard
 
@@ -312,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _report,
         "sync-mlflow": _sync,
         "dashboard": _dashboard,
+        "serve-storage": _serve_storage,
     }
     return commands[args.command](args)
 

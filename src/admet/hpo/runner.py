@@ -117,10 +117,14 @@ def _check_search_space(study: optuna.Study, spec: StudySpec, allow_change: bool
 
 def _register_worker(study: optuna.Study) -> int:
     """This worker's index in the study, registered atomically by its storage (every
-    study here is opened through :func:`open_storage`)."""
+    study here is opened through :func:`open_storage`); through the gRPC storage proxy,
+    best-effort with a warning."""
     storage = study._storage  # Optuna keeps the storage private (wrapped in its cache)
     storage = getattr(storage, "_backend", storage)
-    assert isinstance(storage, ResilientRDBStorage), type(storage)
+    if not isinstance(storage, ResilientRDBStorage):  # the gRPC proxy: no lock to take
+        from admet.hpo.grpc_storage import register_worker_best_effort
+
+        return register_worker_best_effort(storage, study._study_id, worker_id())
     return storage.register_worker(study._study_id, worker_id())
 
 

@@ -1,0 +1,204 @@
+"""Many workers through Optuna's gRPC storage proxy (``serve-storage``, ``grpc://`` URLs),
+and the command lines of ``run --gpus`` (no GPU needed)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from test_hpo_service import hpo, pg_storage, run_args, spawn  # noqa: F401  (pg_storage: fixture)
+
+from admet.errors import AdmetError, StorageError
+from admet.hpo import gpus
+from admet.hpo.grpc_storage import (
+    HEARTBEAT_ATTR,
+    HeartbeatGrpcStorage,
+    open_grpc_storage,
+    parse_grpc_url,
+    serve_storage,
+)
+from admet.hpo.storage import open_storage
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- fast: URLs, refusals, heartbeat through an in-process proxy -------------------------
+
+
+def test_grpc_urls():
+    assert parse_grpc_url("grpc://127.0.0.1:13001") == ("127.0.0.1", 13001)
+    assert parse_grpc_url("grpc://proxy.local") == ("proxy.local", 13000)
+    for bad in ("grpc://host:port", "grpc://:13000", "grpc://u:secret@host:1"):
+        with pytest.raises(StorageError) as err:
+            parse_grpc_url(bad)
+        assert "secret" not in str(err.value)
+
+
+def test_unreachable_proxy_is_one_line_error(tmp_path):
+    with pytest.raises(StorageError, match="no storage proxy answers"):
+        open_grpc_storage(f"grpc://127.0.0.1:{free_port()}", connect_seconds=0.5)
+    with pytest.raises(StorageError, match="needs a database URL"):
+        serve_storage("grpc://127.0.0.1:13000")
+
+
+@pytest.fixture
+def proxy(tmp_path):
+    """Optuna's proxy server, in this process, over a SQLite file: (grpc URL, db URL)."""
+    from optuna.storages import get_storage
+    from optuna.storages._grpc.server import make_server
+
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    port = free_port()
+    server = make_server(get_storage(open_storage(db)), "127.0.0.1", port, ThreadPoolExecutor(4))
+    server.start()
+    yield f"grpc://127.0.0.1:{port}", db
+    server.stop(grace=None)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+def test_heartbeat_and_stale_retry_through_the_proxy(proxy):
+    url, db = proxy
+    storage = open_storage(url, heartbeat_interval=1, grace_period=2, max_retry=1)
+    assert isinstance(storage, HeartbeatGrpcStorage)
+    study = optuna.create_study(study_name="hb", storage=storage)
+    beating = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    silent = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # a killed worker's
+    assert set(storage._trials_without_heartbeat(study._study_id)) == {beating._trial_id, silent._trial_id}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        storage.record_heartbeat(beating._trial_id)
+        fail_stale_trials(study)
+        if storage.get_trial(silent._trial_id).state == TrialState.FAIL:
+            break
+        time.sleep(0.5)
+    assert storage.get_trial(silent._trial_id).state == TrialState.FAIL
+    assert storage.get_trial(beating._trial_id).state == TrialState.RUNNING
+    assert HEARTBEAT_ATTR in storage.get_trial(beating._trial_id).system_attrs
+    # RetryHeartbeatStaleTrialCallback queued the stale trial again, with its parameters
+    under = optuna.load_study(study_name="hb", storage=db)  # the database itself
+    waiting = [t for t in under.trials if t.state == TrialState.WAITING]
+    assert len(waiting) == 1 and waiting[0].params == storage.get_trial(silent._trial_id).params
+    # a beat on a finished trial is ignored (Optuna's heartbeat thread must not die)
+    storage.record_heartbeat(silent._trial_id)
+
+
+# -- run --gpus / --device without a GPU --------------------------------------------------
+
+
+def test_gpu_ids_and_child_commands():
+    assert gpus.parse_gpus("all", 4) == [0, 1, 2, 3]
+    assert gpus.parse_gpus("2", 4) == [0, 1]
+    assert gpus.parse_gpus("1,3", 4) == [1, 3]
+    assert gpus.parse_gpus("3,", 4) == [3]
+    for bad in ("5", "0,9", "x", "1,1", "0"):
+        with pytest.raises(AdmetError):
+            gpus.parse_gpus(bad, 4)
+    with pytest.raises(AdmetError, match="needs CUDA"):
+        gpus.parse_gpus("all", 0)
+    with pytest.raises(AdmetError, match="needs CUDA"):
+        gpus.check_device("cuda:0", cuda_count=0)
+    assert gpus.check_device("cuda:1", cuda_count=2) == "cuda:1"
+    assert gpus.check_device("cpu", cuda_count=0) == "cpu"
+
+    run = ["run", "--study", "joint_sampling", "--storage", "grpc://h:13000", "n_trials=8"]
+    children = gpus.worker_commands(run, [1, 3], workers_per_gpu=2, env={"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in children] == ["5", "5", "7", "7"]
+    for cmd, _ in children:
+        assert cmd[:3] == [sys.executable, "-m", "admet.hpo"]
+        assert cmd[3:-2] == run and cmd[-2:] == ["--device", "cuda"]
+    indexed = gpus.worker_commands(run, [0, 1], 1, worker_index=10, env={})
+    assert [cmd[-1] for cmd, _ in indexed] == ["10", "11"]
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in indexed] == ["0", "1"]
+
+
+def test_run_gpus_refused_without_cuda(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from admet.hpo.__main__ import main
+
+    assert main(["run", "--gpus", "all", "--workers-per-gpu", "2", "n_trials=1"]) == 2
+    assert main(["run", "--device", "cuda:0", "n_trials=1"]) == 2
+    assert main(["run", "--gpus", "all", "--device", "cuda:0"]) == 2
+
+
+# -- slow: serve-storage and two workers, on SQLite and PostgreSQL ------------------------
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def _logs(*procs: subprocess.Popen) -> str:
+    return "\n".join(f"--- {' '.join(p.args[3:6])}:\n{p.log.read_text()[-3000:]}" for p in procs)
+
+
+def _two_workers_through_proxy(csv: Path, home: Path, db: str) -> None:
+    port = free_port()
+    url = f"grpc://127.0.0.1:{port}"
+    server = spawn(home, "serve-storage", "--storage", db, "--port", str(port))
+    workers: list[subprocess.Popen] = []
+    try:
+        deadline = time.monotonic() + 60
+        while "storage proxy on" not in server.log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, _logs(server)
+            time.sleep(0.2)
+        password = make_url(db).password
+        assert not password or password not in server.log.read_text()  # the line shows mask_url(db)
+        args = run_args(csv, url, "n_trials=3", "mlflow.enabled=false")
+        workers = [spawn(home, *args) for _ in range(2)]
+        for w in workers:
+            try:
+                w.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                pytest.fail("worker timed out:\n" + _logs(server, *workers))
+        assert all(w.returncode == 0 for w in workers), _logs(server, *workers)
+
+        status = hpo(home, "status", "--storage", url, timeout=120)
+        assert status.returncode == 0 and "3/3 finished" in status.stdout, status.stdout + status.stderr
+        best = hpo(home, "best", "--storage", url, "--export", str(home / "best.yaml"), timeout=120)
+        assert best.returncode == 0 and (home / "best.yaml").is_file(), best.stderr
+    finally:
+        for w in workers:
+            _stop(w)
+        rc = _stop(server)
+    assert rc == 130, _logs(server)  # Ctrl-C: the CLI's interrupted exit code
+
+    under = optuna.load_study(study_name="joint_sampling", storage=db)  # the database itself
+    finished = [t for t in under.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3
+    assert {t.user_attrs["worker"] for t in under.trials} and all(
+        HEARTBEAT_ATTR in t.system_attrs for t in finished
+    )
+
+
+@pytest.mark.slow
+def test_two_workers_through_the_proxy_on_sqlite(synthetic_csv, tmp_path):
+    _two_workers_through_proxy(synthetic_csv, tmp_path, f"sqlite:///{tmp_path / 'studies.db'}")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_through_the_proxy_on_postgres(synthetic_csv, tmp_path, pg_storage):  # noqa: F811
+    _two_workers_through_proxy(synthetic_csv, tmp_path, pg_storage)

@@ -9,8 +9,12 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 COPY configs ./configs
 COPY studies ./studies
-# CPU PyTorch wheel: no CUDA packages in the image.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+# The PyTorch wheel index: "cpu" (default) installs no CUDA packages; a CUDA tag such as
+# "cu128" (docker compose's gpu profile: --build-arg TORCH_VARIANT=cu128) builds the GPU
+# worker image, whose wheels bring the CUDA runtime (the host needs only the driver and
+# the NVIDIA Container Toolkit).
+ARG TORCH_VARIANT=cpu
+RUN pip install torch==2.13.0 --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" \
     && pip install -e .
 VOLUME ["/work"]
 CMD ["python", "-m", "admet.hpo", "status"]

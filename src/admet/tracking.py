@@ -7,7 +7,11 @@ failure (server down, bad URI) is logged once as a warning and tracking is switc
 for the rest of the run, so training always finishes.
 
 The tracking URI comes from the config, then ``MLFLOW_TRACKING_URI``, then an embedded
-SQLite store ``mlflow.db`` in the working directory (artifacts in ``mlartifacts/``).
+SQLite store ``mlflow.db`` in the working directory (``ADMET_HOME``, default: the current
+directory), whose artifacts go to ``mlartifacts/`` beside it. Against a tracking server
+(``http(s)://``) the server places the artifacts: with ``mlflow server --serve-artifacts``
+they are uploaded to its ``--artifacts-destination`` (``mlflow-artifacts:`` URIs), and
+nothing is written to the worker's working directory.
 """
 
 from __future__ import annotations
@@ -53,7 +57,13 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _artifact_location(experiment: str) -> str:
+def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: ``mlartifacts/<experiment>`` beside an
+    embedded store; the server's own default (its artifact proxy) for a tracking server."""
+    from urllib.parse import urlparse
+
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        return None
     return (home() / "mlartifacts" / experiment).as_uri()
 
 
@@ -101,7 +111,8 @@ class RunTracker:
                 exp = self.client.get_experiment_by_name(self.experiment_name)
                 if exp is None:
                     self._experiment_id = self.client.create_experiment(
-                        self.experiment_name, artifact_location=_artifact_location(self.experiment_name)
+                        self.experiment_name,
+                        artifact_location=_artifact_location(self.tracking_uri, self.experiment_name),
                     )
                 else:
                     self._experiment_id = exp.experiment_id

@@ -119,7 +119,8 @@ class MlflowConfig:
     """MLflow tracking; failures are warnings and never lose a trained model."""
 
     enabled: bool = False
-    # None: MLFLOW_TRACKING_URI, else an embedded store in ./mlruns.
+    # None: MLFLOW_TRACKING_URI, else the SQLite store ./mlflow.db (artifacts in ./mlartifacts/),
+    # in ADMET_HOME or the working directory (admet.tracking.default_tracking_uri).
     tracking_uri: str | None = None
     experiment_name: str = "admet"
     run_name: str | None = None

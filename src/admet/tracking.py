@@ -106,15 +106,23 @@ class RunTracker:
         return self._client
 
     def experiment_id(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
         def get() -> str:
             if self._experiment_id is None:
                 exp = self.client.get_experiment_by_name(self.experiment_name)
                 if exp is None:
-                    self._experiment_id = self.client.create_experiment(
-                        self.experiment_name,
-                        artifact_location=_artifact_location(self.tracking_uri, self.experiment_name),
-                    )
-                else:
+                    try:
+                        self._experiment_id = self.client.create_experiment(
+                            self.experiment_name,
+                            artifact_location=_artifact_location(self.tracking_uri, self.experiment_name),
+                        )
+                    except MlflowException as exc:
+                        # another worker created it a moment ago: use theirs
+                        exp = self.client.get_experiment_by_name(self.experiment_name)
+                        if exc.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                            raise
+                if exp is not None:
                     self._experiment_id = exp.experiment_id
             return self._experiment_id
 

@@ -146,7 +146,9 @@ class Objective:
         start = time.perf_counter()
         trial.set_user_attr("worker", self.worker)
         claim(trial, self.spec.n_trials)
-        params = suggest_params(trial, self.spec, self.base)
+        # an outage longer than the storage's retry window waits here instead of failing the
+        # trial: suggesting again returns the values already stored
+        params = until_reachable(lambda: suggest_params(trial, self.spec, self.base))
         if "joint_sampling.curriculum.phase_proportions" in params:
             trial.set_user_attr("phase_proportions", params["joint_sampling.curriculum.phase_proportions"])
         try:
@@ -157,7 +159,7 @@ class Objective:
         stored = config_to_dict(cfg)
         if stored["mlflow"].get("tracking_uri"):
             stored["mlflow"]["tracking_uri"] = mask_url(stored["mlflow"]["tracking_uri"])
-        trial.set_user_attr("config", stored)
+        until_reachable(lambda: trial.set_user_attr("config", stored))  # an upsert: safe to repeat
         ckpt = self.work_dir / "members" / config_hash(cfg)
         train_cfg = copy.deepcopy(cfg)
         train_cfg.mlflow.enabled = False  # the study's mirror tracks trials, not members

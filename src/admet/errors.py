@@ -10,7 +10,9 @@ line on stderr and exit code 2, without a traceback.
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import TypeVar
@@ -66,6 +68,10 @@ def cli_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> int:
+        if threading.current_thread() is threading.main_thread():
+            # A process started in the background by a shell inherits SIGINT ignored, and
+            # Python then keeps ignoring it: restore Ctrl-C / kill -INT for every command.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", LegacyConfigWarning)

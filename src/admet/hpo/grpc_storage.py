@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.storages import GrpcStorageProxy, RetryHeartbeatStaleTrialCallback
+from optuna.storages import GrpcStorageProxy
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
@@ -198,13 +198,9 @@ def open_grpc_storage(
         import grpc  # noqa: F401
     except ModuleNotFoundError:
         raise StorageError("grpc:// storage needs grpcio: pip install grpcio protobuf") from None
-    kwargs: dict[str, Any] = {}
-    if heartbeat_interval:
-        kwargs.update(
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
+    from admet.hpo.storage import heartbeat_kwargs  # storage.py imports this module lazily
+
+    kwargs = heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
     storage = HeartbeatGrpcStorage(host=host, port=port, **kwargs)
     try:
         storage.wait_server_ready(timeout=connect_seconds)

@@ -488,6 +488,20 @@ def _beating(record_heartbeat: F) -> F:
 ResilientRDBStorage.record_heartbeat = _beating(ResilientRDBStorage.record_heartbeat)  # type: ignore[method-assign]
 
 
+def heartbeat_kwargs(
+    heartbeat_interval: int | None, grace_period: int | None, max_retry: int
+) -> dict[str, Any]:
+    """Optuna's heartbeat settings for a storage (none without an interval): stale trials
+    are failed and retried with their parameters up to ``max_retry`` times."""
+    if not heartbeat_interval:
+        return {}
+    return {
+        "heartbeat_interval": heartbeat_interval,
+        "grace_period": grace_period,
+        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+    }
+
+
 def open_storage(
     url: str | None = None,
     heartbeat_interval: int | None = None,
@@ -514,13 +528,7 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    kwargs: dict[str, Any] = {}
-    if heartbeat_interval:
-        kwargs.update(
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
+    kwargs = heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
     try:
         if backend != "sqlite":
             probe = sqlalchemy.create_engine(url, **engine_kwargs)

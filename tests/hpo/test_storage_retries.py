@@ -247,6 +247,68 @@ def test_stale_trial_failed_after_a_lost_ack_is_retried_once(url, study_name, mo
     assert _states(study) == ["FAIL", "WAITING"], "failed once and queued once"
 
 
+class Outage:
+    """Every call of ``storage.<method>`` fails as a lost connection while ``down``; the
+    first ``through`` calls reach the database first (and may be hit by a LostAck)."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, storage: ResilientRDBStorage, method: str, through: int
+    ):
+        self.down, self.calls = True, 0
+        real = getattr(storage, method)
+
+        def call(*args, **kwargs):
+            self.calls += 1
+            if self.calls <= through or not self.down:
+                return real(*args, **kwargs)
+            raise sqlalchemy.exc.OperationalError(
+                "SELECT", None, ConnectionError("could not connect to server"), connection_invalidated=True
+            )
+
+        monkeypatch.setattr(storage, method, call)
+
+
+def _stale_trial(url: str, study_name: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ADMET_STORAGE_RETRY_SECONDS", "1")  # the outage outlasts the window
+    study, storage = _study(url, study_name, heartbeat_interval=1, grace_period=1, max_retry=2)
+    trial = study.ask({"x": X})
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)  # the heartbeat goes stale (database clock)
+    return study, storage
+
+
+def test_stale_fail_cut_short_by_a_long_outage_is_retried_by_the_next_check(url, study_name, monkeypatch):
+    study, storage = _stale_trial(url, study_name, monkeypatch)
+    lost = LostAck(monkeypatch, storage.engine).arm(STATE_CHANGE)  # the FAIL lands, its answer is lost
+    outage = Outage(monkeypatch, storage, "_set_state_once", through=1)  # ... and so do the repeats
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        fail_stale_trials(study)
+    assert lost.fired == 1 and outage.calls > 1
+    assert _states(study) == ["FAIL"], "failed, retry not queued yet"
+    outage.down = False
+    fail_stale_trials(study)  # the next check, as the worker makes once the database is back
+    assert _states(study) == ["FAIL", "WAITING"], "the retry is queued by the next check"
+    fail_stale_trials(study)
+    assert _states(study) == ["FAIL", "WAITING"], "and only once"
+
+
+@pytest.mark.parametrize("copy_landed", [False, True])
+def test_retry_callback_cut_short_by_a_long_outage_queues_one_copy(url, study_name, monkeypatch, copy_landed):
+    study, storage = _stale_trial(url, study_name, monkeypatch)
+    # the FAIL goes through; queueing the copy fails for longer than the retry window,
+    # after its insert landed or before it
+    lost = LostAck(monkeypatch, storage.engine).arm(INSERT_TRIAL, applied=copy_landed)
+    outage = Outage(monkeypatch, storage, "_get_prepared_new_trial", through=1)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        fail_stale_trials(study)
+    assert lost.fired == 1 and outage.calls > 1
+    outage.down = False
+    assert _states(study) == (["FAIL", "WAITING"] if copy_landed else ["FAIL"])
+    fail_stale_trials(study)
+    assert _states(study) == ["FAIL", "WAITING"], "exactly one copy"
+    assert study.trials[1].system_attrs["retry_history"] == [0]
+
+
 def test_idempotent_writes_are_retried_and_written_once(url, study_name, monkeypatch):
     """Parameters, attributes, intermediate values and heartbeats are upserts, or inserts
     whose duplicate Optuna ignores: a repeat after a lost ack writes the same row."""

@@ -24,7 +24,14 @@ ignored: a repeat writes the same row again). The writes that are not are made s
   finds its own token knows the first attempt landed and reports success, instead of
   "another worker took it" (an orphan RUNNING trial) or ``UpdateFinishedTrialError``;
 * creating a study without a name picks the random name before the first attempt, so a
-  repeat finds the study it created; deleting a study that a repeat finds gone succeeds.
+  repeat finds the study it created; deleting a study that a repeat finds gone succeeds;
+* failing a stale trial and queueing its retry (Optuna's ``fail_stale_trials``) are two
+  steps, and an outage longer than the retry window can end the call between or inside
+  them; the trial is then not stale any more, and a plain second call would never queue
+  its retry. The storage remembers such a trial (and the state token of its FAIL) until
+  its retry callback has run: the next call reports it stale again, the repeated FAIL
+  finds its token, and the callback runs once (a copy that already landed is not queued
+  twice).
 
 Both tokens are looked up after the row lock the write itself takes (the study row for a
 new trial, the trial row for a state change), so the repeat waits for a first attempt the
@@ -172,6 +179,15 @@ def _retrying(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _retry_exists(study: optuna.Study, failed: FrozenTrial) -> bool:
+    """Whether a copy of ``failed`` was already queued by a retry callback (Optuna's
+    ``RetryFailedTrialCallback`` appends the failed trial's number to ``retry_history``)."""
+    return any(
+        (t.system_attrs.get("retry_history") or [None])[-1] == failed.number
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
 def until_reachable(call: Callable[[], Any], what: str = "the study database") -> Any:
     """``call()``, waiting through a lost connection for as long as it takes (beyond the
     storage's retry window): a worker outlives database outages of any length. Errors
@@ -201,6 +217,10 @@ class ResilientRDBStorage(RDBStorage):
         self._create_attempted: set[str] = set()  # create tokens whose insert was tried
         super().__init__(*args, **kwargs)
         self._no_heartbeat_since: dict[int, float] = {}  # trial id -> first seen silent
+        self._stale_candidates: set[int] = set()  # the last stale check's answer
+        # stale trials this process failed (or tried to) whose retry callback has not run:
+        # trial id -> state token of the FAIL
+        self._stale_unsettled: dict[int, str] = {}
         self._heartbeat_failing = False
 
     # -- writes made safe to repeat after a lost acknowledgement -------------------------
@@ -302,10 +322,29 @@ class ResilientRDBStorage(RDBStorage):
         first, ``UpdateFinishedTrialError`` when it is already finished. The change records
         a new token in its transaction; a repeat that finds its token returns True: its
         first attempt landed (the trial is this worker's, or finished as told)."""
-        token = uuid.uuid4().hex
-        return _with_retries(
-            self, lambda repeat: self._set_state_once(trial_id, state, values, token, repeat)
-        )
+        stale_fail = state == TrialState.FAIL and trial_id in self._stale_candidates
+        unsettled = self._stale_unsettled.get(trial_id) if stale_fail else None
+        token = unsettled or uuid.uuid4().hex
+        try:
+            done = _with_retries(
+                self,
+                lambda repeat: self._set_state_once(
+                    trial_id, state, values, token, repeat or unsettled is not None
+                ),
+            )
+        except STORAGE_ERRORS as exc:
+            if stale_fail and _connection_lost(exc):
+                self._stale_unsettled[trial_id] = token  # landed or not: the next check tells
+            raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._stale_unsettled.pop(trial_id, None)  # another worker failed it first
+            raise
+        if stale_fail:
+            if done:
+                self._stale_unsettled[trial_id] = token  # until its retry callback has run
+            else:
+                self._stale_unsettled.pop(trial_id, None)
+        return done
 
     def _set_state_once(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None, token: str, repeat: bool
@@ -370,7 +409,27 @@ class ResilientRDBStorage(RDBStorage):
         for trial_id in silent:
             if now - seen.setdefault(trial_id, now) > grace:
                 stale.append(trial_id)
+        # failed as stale by this process, retry callback not run yet (module docstring)
+        stale += [t for t in self._stale_unsettled if t not in stale]
+        self._stale_candidates = set(stale)
         return stale
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        """Optuna's retry callback, run once per stale trial this process failed: a call
+        cut short by an outage is completed by the next stale check, and a copy that
+        landed before the outage is not queued again."""
+        callback = super().get_heartbeat_stale_trial_callback()
+        if callback is None:
+            return None
+
+        def settle(study: optuna.Study, trial: FrozenTrial) -> None:
+            if trial._trial_id in self._stale_unsettled and _retry_exists(study, trial):
+                logger.info("trial %d's retry was queued by an attempt whose answer was lost", trial.number)
+            else:
+                callback(study, trial)
+            self._stale_unsettled.pop(trial._trial_id, None)
+
+        return settle
 
     def register_worker(self, study_id: int, worker: str) -> int:
         """A new worker index of the study, unique under concurrent starts: read and

@@ -42,6 +42,7 @@ from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import until_reachable
 from admet.model import MONITOR, ChempropEnsemble
+from admet.model.callbacks import epoch_metrics
 from admet.paths import home
 from admet.redact import mask_url
 
@@ -76,7 +77,7 @@ class TrialPruningCallback(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        value = trainer.callback_metrics.get(self.monitor)
+        value = epoch_metrics(trainer).get(self.monitor)
         if value is None or not math.isfinite(float(value)):
             return
         epoch = trainer.current_epoch

@@ -13,9 +13,27 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from admet.config.phases import ALL_PHASES
 from admet.sampling import CurriculumState, JointSampler
 
-__all__ = ["CurriculumCallback", "EpochHistory", "SamplerStatsCallback"]
+__all__ = ["CurriculumCallback", "EpochHistory", "SamplerStatsCallback", "epoch_metrics", "record"]
 
 logger = logging.getLogger(__name__)
+
+
+def record(pl_module: pl.LightningModule, values: dict[str, float]) -> None:
+    """Epoch-level scalars from a callback: through ``MultitaskMPNN.record`` (straight to
+    the loggers, once per epoch), or ``self.log`` for any other module."""
+    if hasattr(pl_module, "record"):
+        pl_module.record(values)
+        return
+    for key, value in values.items():
+        pl_module.log(key, float(value), on_epoch=True, on_step=False)
+
+
+def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """This epoch's scalars so far: what was logged with ``self.log`` (Lightning's
+    ``callback_metrics``) and what was recorded with :func:`record`."""
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics.update(getattr(trainer.lightning_module, "epoch_scalars", None) or {})
+    return metrics
 
 
 class SamplerStatsCallback(Callback):
@@ -36,17 +54,14 @@ class SamplerStatsCallback(Callback):
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "phase": stats["phase"]}
         for key in ("entropy", "normalized_entropy", "effective_samples", "min", "max"):
             row[key] = stats[key]
-            pl_module.log(f"sampler/{key}", float(stats[key]), on_epoch=True, on_step=False)
         for task, share in stats["task_share"].items():
             row[f"task_share/{task}"] = share
-            pl_module.log(f"sampler/task_share/{task}", share, on_epoch=True, on_step=False)
         for quality, share in stats.get("quality_share", {}).items():
             row[f"quality_share/{quality}"] = share
-            pl_module.log(f"sampler/quality_share/{quality}", float(share), on_epoch=True, on_step=False)
+        logged = {f"sampler/{k}": float(v) for k, v in row.items() if k not in ("epoch", "phase")}
         if stats["phase"] in ALL_PHASES:
-            pl_module.log(
-                "sampler/phase", float(ALL_PHASES.index(stats["phase"])), on_epoch=True, on_step=False
-            )
+            logged["sampler/phase"] = float(ALL_PHASES.index(stats["phase"]))
+        record(pl_module, logged)
         self.rows.append(row)
 
 
@@ -58,8 +73,7 @@ class EpochHistory(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         row = {"epoch": float(trainer.current_epoch)}
-        for key, value in trainer.callback_metrics.items():
-            v = float(value)
+        for key, v in epoch_metrics(trainer).items():
             row[key] = v if math.isfinite(v) else math.nan
         self.rows.append(row)
 
@@ -85,7 +99,7 @@ class CurriculumCallback(Callback):
         # epoch-end hook (val/mae_macro) are only current after all epoch-end hooks ran.
         if trainer.sanity_checking:
             return
-        value = trainer.callback_metrics.get(self.monitor)
+        value = epoch_metrics(trainer).get(self.monitor)
         if value is None:
             logger.warning("curriculum: metric %r not logged; phase unchanged", self.monitor)
             return
@@ -98,9 +112,9 @@ class CurriculumCallback(Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Log the phase (index) and proportions this epoch trains with."""
-        pl_module.log("curriculum/phase", float(self.state.phase_index), on_epoch=True, on_step=False)
-        for quality, share in self.state.sampling_probs().items():
-            pl_module.log(f"curriculum/p_{quality}", share, on_epoch=True, on_step=False)
+        values = {"curriculum/phase": float(self.state.phase_index)}
+        values.update({f"curriculum/p_{q}": float(p) for q, p in self.state.sampling_probs().items()})
+        record(pl_module, values)
 
     def state_dict(self) -> dict[str, Any]:
         return self.state.state_dict()

@@ -239,6 +239,10 @@ def _figures(
 
 
 def main() -> int:
+    # stopped with SIGTERM, or SIGINT when a non-interactive shell started it in the
+    # background with SIGINT ignored: clean up (workers, the cluster) all the same
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="chaos phase length (default 30)")
     ap.add_argument("--db-restarts", type=int, default=3)

@@ -292,6 +292,19 @@ def test_stale_fail_cut_short_by_a_long_outage_is_retried_by_the_next_check(url,
     assert _states(study) == ["FAIL", "WAITING"], "and only once"
 
 
+def test_stale_fail_that_never_landed_spares_a_trial_whose_worker_is_back(url, study_name, monkeypatch):
+    study, storage = _stale_trial(url, study_name, monkeypatch)
+    trial_id = study.trials[0]._trial_id
+    LostAck(monkeypatch, storage.engine).arm(STATE_CHANGE, applied=False)  # the FAIL is rolled back
+    outage = Outage(monkeypatch, storage, "_set_state_once", through=1)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        fail_stale_trials(study)
+    outage.down = False
+    storage.record_heartbeat(trial_id)  # its worker got through first: the trial is live again
+    fail_stale_trials(study)
+    assert _states(study) == ["RUNNING"], "a live trial is not failed on the strength of a lost attempt"
+
+
 @pytest.mark.parametrize("copy_landed", [False, True])
 def test_retry_callback_cut_short_by_a_long_outage_queues_one_copy(url, study_name, monkeypatch, copy_landed):
     study, storage = _stale_trial(url, study_name, monkeypatch)

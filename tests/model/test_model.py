@@ -148,7 +148,10 @@ def test_single_model_with_mlflow_logs_every_epochs_sampler_statistics(synthetic
     assert run.data.metrics["best/val/mae_macro"] == pytest.approx(model.best_score)
     keys = ["sampler/min", "sampler/max", "sampler/entropy", "sampler/effective_samples"]
     keys += ["sampler/task_share/logP", "sampler/quality_share/high", "sampler/phase"]
-    for key in keys:
+    monitored = [m.step for m in client.get_metric_history(run.info.run_id, "val/mae_macro")]
+    for key in [*keys, "val/mae/logP", "val/mae/high"]:
         history = client.get_metric_history(run.info.run_id, key)
         assert len(history) == model.epochs_trained, key  # one value per epoch
+        # on the same step axis as the metrics Lightning logs itself
+        assert sorted(m.step for m in history) == sorted(monitored), key
     assert "model" in {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -46,6 +46,7 @@ import inspect
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -217,10 +218,12 @@ class ResilientRDBStorage(RDBStorage):
         self._create_attempted: set[str] = set()  # create tokens whose insert was tried
         super().__init__(*args, **kwargs)
         self._no_heartbeat_since: dict[int, float] = {}  # trial id -> first seen silent
-        self._stale_candidates: set[int] = set()  # the last stale check's answer
+        # the stale checks' last answers: trial id -> study id
+        self._stale_candidates: dict[int, int] = {}
         # stale trials this process failed (or tried to) whose retry callback has not run:
-        # trial id -> state token of the FAIL
-        self._stale_unsettled: dict[int, str] = {}
+        # trial id -> (study id, state token of the FAIL)
+        self._stale_unsettled: dict[int, tuple[int, str]] = {}
+        self._stale_lock = threading.Lock()  # study.optimize(n_jobs > 1) shares the storage
         self._heartbeat_failing = False
 
     # -- writes made safe to repeat after a lost acknowledgement -------------------------
@@ -322,8 +325,16 @@ class ResilientRDBStorage(RDBStorage):
         first, ``UpdateFinishedTrialError`` when it is already finished. The change records
         a new token in its transaction; a repeat that finds its token returns True: its
         first attempt landed (the trial is this worker's, or finished as told)."""
-        stale_fail = state == TrialState.FAIL and trial_id in self._stale_candidates
-        unsettled = self._stale_unsettled.get(trial_id) if stale_fail else None
+        with self._stale_lock:
+            study_id = self._stale_candidates.get(trial_id)
+            remembered = self._stale_unsettled.get(trial_id)
+        # only with a retry callback: nothing else would ever settle the trial
+        stale_fail = (
+            state == TrialState.FAIL
+            and study_id is not None
+            and RDBStorage.get_heartbeat_stale_trial_callback(self) is not None
+        )
+        unsettled = remembered[1] if stale_fail and remembered is not None else None
         token = unsettled or uuid.uuid4().hex
         try:
             done = _with_retries(
@@ -334,17 +345,25 @@ class ResilientRDBStorage(RDBStorage):
             )
         except STORAGE_ERRORS as exc:
             if stale_fail and _connection_lost(exc):
-                self._stale_unsettled[trial_id] = token  # landed or not: the next check tells
+                self._remember_stale(trial_id, study_id, token)  # landed or not: the next check tells
             raise
-        except optuna.exceptions.UpdateFinishedTrialError:
-            self._stale_unsettled.pop(trial_id, None)  # another worker failed it first
+        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+            self._forget_stale(trial_id)  # another worker failed it first, or it is gone
             raise
-        if stale_fail:
-            if done:
-                self._stale_unsettled[trial_id] = token  # until its retry callback has run
-            else:
-                self._stale_unsettled.pop(trial_id, None)
+        if stale_fail and done:
+            self._remember_stale(trial_id, study_id, token)  # until its retry callback has run
+        elif stale_fail:
+            self._forget_stale(trial_id)
         return done
+
+    def _remember_stale(self, trial_id: int, study_id: int | None, token: str) -> None:
+        assert study_id is not None
+        with self._stale_lock:
+            self._stale_unsettled[trial_id] = (study_id, token)
+
+    def _forget_stale(self, trial_id: int) -> None:
+        with self._stale_lock:
+            self._stale_unsettled.pop(trial_id, None)
 
     def _set_state_once(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None, token: str, repeat: bool
@@ -409,9 +428,26 @@ class ResilientRDBStorage(RDBStorage):
         for trial_id in silent:
             if now - seen.setdefault(trial_id, now) > grace:
                 stale.append(trial_id)
-        # failed as stale by this process, retry callback not run yet (module docstring)
-        stale += [t for t in self._stale_unsettled if t not in stale]
-        self._stale_candidates = set(stale)
+        # failed as stale by this process, retry callback not run yet (module docstring):
+        # again if its FAIL is stored (the repeat finds its token, the callback runs);
+        # forgotten if it is RUNNING and no longer stale (the FAIL never landed and its
+        # worker is beating again) or gone
+        with self._stale_lock:
+            remembered = [
+                t for t, (s, _) in self._stale_unsettled.items() if s == study_id and t not in stale
+            ]
+        if remembered:
+            states = self._trial_states(remembered)
+            for trial_id in remembered:
+                if states.get(trial_id) == TrialState.FAIL:
+                    stale.append(trial_id)
+                else:
+                    self._forget_stale(trial_id)
+        with self._stale_lock:
+            self._stale_candidates = {
+                **{t: s for t, s in self._stale_candidates.items() if s != study_id},
+                **dict.fromkeys(stale, study_id),
+            }
         return stale
 
     def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
@@ -423,11 +459,11 @@ class ResilientRDBStorage(RDBStorage):
             return None
 
         def settle(study: optuna.Study, trial: FrozenTrial) -> None:
-            if trial._trial_id in self._stale_unsettled and _retry_exists(study, trial):
+            if _retry_exists(study, trial):
                 logger.info("trial %d's retry was queued by an attempt whose answer was lost", trial.number)
             else:
                 callback(study, trial)
-            self._stale_unsettled.pop(trial._trial_id, None)
+            self._forget_stale(trial._trial_id)
 
         return settle
 
@@ -470,6 +506,17 @@ class ResilientRDBStorage(RDBStorage):
                 raise
             conn.exec_driver_sql("COMMIT") if dialect == "sqlite" else conn.commit()
         return index
+
+    def _trial_states(self, trial_ids: list[int]) -> dict[int, TrialState]:
+        from optuna.storages._rdb import models  # Optuna's schema; no public batch read
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.select(models.TrialModel.trial_id, models.TrialModel.state).where(
+                    models.TrialModel.trial_id.in_(trial_ids)
+                )
+            )
+            return {int(t): s if isinstance(s, TrialState) else TrialState[str(s)] for t, s in rows}
 
     def _trials_without_heartbeat(self, study_id: int) -> list[int]:
         from optuna.storages._rdb import models  # Optuna's schema; no public query for this

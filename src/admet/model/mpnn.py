@@ -63,8 +63,18 @@ class MultitaskMPNN(MPNN):
         through :func:`admet.model.callbacks.epoch_metrics`) and, at the epoch's end, in
         every logger the trainer has."""
         if not hasattr(self, "epoch_scalars"):
-            self.epoch_scalars = {}
-        self.epoch_scalars.update({k: float(v) for k, v in values.items()})
+            self.epoch_scalars, self._unsent = {}, {}
+        values = {k: float(v) for k, v in values.items()}
+        self.epoch_scalars.update(values)
+        self._unsent.update(values)
+
+    def _send_recorded(self) -> None:
+        unsent = getattr(self, "_unsent", None)
+        if unsent and not self.trainer.sanity_checking:
+            # Lightning's own path for logged metrics (same step and "epoch" as self.log's);
+            # there is no public call that takes a plain dict without the result collection
+            self.trainer._logger_connector.log_metrics(dict(unsent))
+        self._unsent = {}
 
     def set_validation_info(self, task_names: Sequence[str], val_quality: Sequence[str] | None) -> None:
         self.task_names = list(task_names)
@@ -143,12 +153,10 @@ class MultitaskMPNN(MPNN):
             sched.step()
 
     def on_train_epoch_end(self) -> None:
-        # after the callbacks' hook of the same name (EpochHistory has read this epoch)
         self.log("train_loss_epoch", self._loss_sum / self._label_count.clamp(min=1))
-        scalars = getattr(self, "epoch_scalars", {})
-        if scalars and not self.trainer.sanity_checking:
-            for lg in self.loggers:
-                lg.log_metrics({**scalars, "epoch": float(self.current_epoch)}, step=self.trainer.global_step)
+        # after the callbacks' hook of the same name, so EpochHistory has read the recorded
+        # scalars; what validation did not send already (it does, for a pruned epoch's sake)
+        self._send_recorded()
         self.epoch_scalars = {}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -202,3 +210,4 @@ class MultitaskMPNN(MPNN):
                 if np.isfinite(per_quality["mae"]):
                     scalars[f"val/mae/{quality}"] = per_quality["mae"]
         self.record(scalars)
+        self._send_recorded()  # now: a pruning callback may end the fit before the epoch ends

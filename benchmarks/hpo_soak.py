@@ -160,6 +160,23 @@ def _running_trial_of(url: str, pid: int) -> int | None:
     return None
 
 
+def _trial_state(url: str, number: int) -> TrialState | None:
+    """The state of trial ``number`` now (read straight from the database)."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            state = conn.execute(
+                sqlalchemy.text(
+                    "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                    "WHERE s.study_name = 'joint_sampling' AND t.number = :n"
+                ),
+                {"n": number},
+            ).scalar()
+    finally:
+        engine.dispose()
+    return None if state is None else TrialState[str(state)]
+
+
 def _finished(url: str) -> int | None:
     """COMPLETE + PRUNED trials; None while the study or the database is not there."""
     try:
@@ -329,9 +346,19 @@ def main() -> int:
                     note("no worker is running a trial; kill skipped")
                     continue
                 workers.kill(victim)
+                replacement = workers.start()
+                state = _trial_state(cluster.url, number)  # type: ignore[arg-type]
+                if state != TrialState.RUNNING:
+                    # the trial ended between the look-up and the SIGKILL: nothing to
+                    # retry; this kill does not count, another one follows at once
+                    note(
+                        f"SIGKILL worker pid {victim.pid} landed after its trial {number} ended "
+                        f"({state.name if state else '?'}); replacement pid {replacement.pid}; kill again"
+                    )
+                    events.insert(0, (0.0, "kill"))
+                    continue
                 killed_trials.append(number)  # type: ignore[arg-type]
                 done_kills += 1
-                replacement = workers.start()
                 note(f"SIGKILL worker pid {victim.pid} in trial {number}; replacement pid {replacement.pid}")
         while workers.alive() and time.monotonic() < chaos_end:
             time.sleep(2)

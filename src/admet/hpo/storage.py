@@ -45,6 +45,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -162,6 +163,8 @@ def _with_retries(storage: RDBStorage, attempt: Callable[[bool], T]) -> T:
                 _where(storage.url),
                 delay,
             )
+            if isinstance(storage, ResilientRDBStorage):
+                storage.connection_lost_at = time.monotonic()
             storage.engine.dispose()
             time.sleep(delay)
             waited += delay
@@ -225,6 +228,9 @@ class ResilientRDBStorage(RDBStorage):
         self._stale_unsettled: dict[int, tuple[int, str]] = {}
         self._stale_lock = threading.Lock()  # study.optimize(n_jobs > 1) shares the storage
         self._heartbeat_failing = False
+        # when this process last saw the connection drop (time.monotonic()); see
+        # _get_stale_trial_ids
+        self.connection_lost_at = -math.inf
 
     # -- writes made safe to repeat after a lost acknowledgement -------------------------
 
@@ -417,9 +423,14 @@ class ResilientRDBStorage(RDBStorage):
         # wait. Such a trial is stale once this process has seen it without a heartbeat
         # for the grace period; measured on this process's clock, so clocks and time zones
         # of other machines do not matter.
-        stale = super()._get_stale_trial_ids(study_id)
         grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 60)
         now = time.monotonic()
+        # The database was away: no worker could beat meanwhile, and their heartbeat
+        # retries back off for seconds after it is back, so every live trial looks stale
+        # for a while. New ones are judged only after a grace period of reachability (a
+        # worker that is really gone is still failed, a grace period later).
+        recently_lost = now - self.connection_lost_at < grace
+        stale = [] if recently_lost else super()._get_stale_trial_ids(study_id)
         seen = self._no_heartbeat_since
         silent = set(self._trials_without_heartbeat(study_id))
         for trial_id in list(seen):
@@ -576,6 +587,8 @@ def _beating(record_heartbeat: F) -> F:
         try:
             record_heartbeat(self, trial_id)
         except Exception as exc:
+            if _connection_lost(exc) if isinstance(exc, STORAGE_ERRORS) else False:
+                self.connection_lost_at = time.monotonic()
             if not self._heartbeat_failing:
                 logger.warning(
                     "heartbeat of trial %d not recorded (%s); retrying at the next beat",

@@ -60,16 +60,14 @@ class MultitaskMPNN(MPNN):
 
     def record(self, values: Mapping[str, float]) -> None:
         """This epoch's value of each key: in ``epoch_scalars`` (read by the callbacks
-        through :func:`admet.model.callbacks.epoch_metrics`) and, at the epoch's end, in
-        every logger the trainer has."""
-        if not hasattr(self, "epoch_scalars"):
-            self.epoch_scalars, self._unsent = {}, {}
+        through :func:`admet.model.callbacks.epoch_metrics`) and in every logger the trainer
+        has, sent at the end of validation (what is recorded later, at the epoch's end)."""
         values = {k: float(v) for k, v in values.items()}
         self.epoch_scalars.update(values)
         self._unsent.update(values)
 
     def _send_recorded(self) -> None:
-        unsent = getattr(self, "_unsent", None)
+        unsent = self._unsent
         if unsent and not self.trainer.sanity_checking:
             # Lightning's own path for logged metrics (same step and "epoch" as self.log's);
             # there is no public call that takes a plain dict without the result collection
@@ -80,6 +78,8 @@ class MultitaskMPNN(MPNN):
         self.task_names = list(task_names)
         self.val_quality = None if val_quality is None else np.asarray(val_quality, dtype=object)
         self.last_val_metrics: dict[str, dict[str, float]] = {}
+        self.epoch_scalars: dict[str, float] = {}
+        self._unsent: dict[str, float] = {}
 
     def fingerprint(
         self, bmg, V_d: torch.Tensor | None = None, X_d: torch.Tensor | None = None

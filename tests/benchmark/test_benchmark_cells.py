@@ -91,3 +91,32 @@ def test_chemprop_cli_variant_scores_the_same_strict_table(fang2023_raw, fang202
     table = (out / "table.md").read_text()
     assert "Chemprop 2." in table and "| chemprop | rPPB |" in table
     assert (out / "figure.png").stat().st_size > 1000
+
+
+def test_cells_from_other_processes_merge_into_one_table(fang2023_raw, fang2023_processed, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    # seeds 1 and 2 of two variants, as two processes elsewhere wrote them (--seed-offset 1)
+    cells = [_cell(v, "rPPB", s, r, 0.5) for v, s, r in [("joint", 1, 0.6), ("joint", 2, 0.7)]]
+    cells += [_cell("baseline", "rPPB", s, r, 0.5) for s, r in [(1, 0.55), (2, 0.6)]]
+    (out / "cells.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cells))
+    kwargs = dict(processed=fang2023_processed, raw=fang2023_raw, out=out, endpoints=["rPPB"], progress=False)
+    result, _ = run_benchmark(
+        CONFIG, TINY, variants=["joint", "baseline"], seeds=2, seed_offset=1, report_only=True, **kwargs
+    )
+    assert result.complete and len(result.rows) == 4  # nothing trained, nothing missing
+    assert len((out / "cells.jsonl").read_text().splitlines()) == 4
+    (d,) = result.to_json()["paired"]
+    assert d["seeds"] == [1, 2] and d["delta_r"] == pytest.approx(0.075)
+    assert "| joint | rPPB | 2 |" in (out / "table.md").read_text()
+
+    # the prepared table lying elsewhere on another machine does not change the run's identity
+    run = json.loads((out / "run.json").read_text())
+    run["config"]["joint"]["data"]["train_file"] = "/elsewhere/fang2023/train.csv"
+    (out / "run.json").write_text(json.dumps(run))
+    # a variant new to the run joins it; seed 0 is missing, so the table is incomplete
+    more, _ = run_benchmark(CONFIG, TINY, variants=["joint", "chemprop"], seeds=3, report_only=True, **kwargs)
+    assert not more.complete and len(more.rows) == 4
+    assert set(json.loads((out / "run.json").read_text())["config"]) == {"joint", "baseline", "chemprop"}
+    with pytest.raises(ConfigError, match="variant 'joint'"):
+        run_benchmark(CONFIG, [*TINY, "model.depth=3"], variants=["joint"], report_only=True, **kwargs)

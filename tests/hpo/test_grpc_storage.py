@@ -123,6 +123,19 @@ def test_gpu_ids_and_child_commands():
     indexed = gpus.worker_commands(run, [0, 1], 1, worker_index=10, env={})
     assert [cmd[-1] for cmd, _ in indexed] == ["10", "11"]
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in indexed] == ["0", "1"]
+    # the parent's options a child needs travel with it; the GPU options do not
+    from admet.hpo.__main__ import build_parser
+
+    args = build_parser().parse_args(["run", "--gpus", "all", "--timeout", "240", "--quiet", "n_trials=8"])
+    assert gpus.child_run_args(args) == [
+        "run",
+        "--study",
+        "joint_sampling",
+        "--quiet",
+        "--timeout",
+        "240.0",
+        "n_trials=8",
+    ]
 
 
 def test_run_gpus_refused_without_cuda(tmp_path, monkeypatch):

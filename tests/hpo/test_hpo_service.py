@@ -106,6 +106,19 @@ def pg_storage(postgres_url: str):
     engine.dispose()
 
 
+def test_worker_timeout_lets_the_running_trial_finish_then_stops(synthetic_csv, tmp_path):
+    args = run_args(synthetic_csv, None, "n_trials=3", "mlflow.enabled=false")
+    proc = hpo(tmp_path, *args, "--timeout", "0", "--name", "short")
+    assert proc.returncode == 0, proc.stderr
+    assert "ran 1 trial(s)" in proc.stdout and "'short' has 1/3 finished" in proc.stdout
+    study = optuna.load_study(study_name="short", storage=f"sqlite:///{tmp_path / 'admet-studies.db'}")
+    assert [t.state for t in study.trials] in ([TrialState.COMPLETE], [TrialState.PRUNED])
+    # the other commands find a study by the name it was run under
+    assert "budget: 1/3 finished" in hpo(tmp_path, "status", "--name", "short").stdout
+    missing = hpo(tmp_path, "status")
+    assert missing.returncode != 0 and "no study 'joint_sampling'" in missing.stderr
+
+
 def test_tiny_study_end_to_end_on_embedded_sqlite(synthetic_csv, tmp_path):
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = hpo(tmp_path, *run_args(synthetic_csv, None, "n_trials=3", f"mlflow.tracking_uri={mlflow_uri}"))

@@ -39,6 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fang.add_argument("--seeds", type=int, default=1, help="repeat every cell with this many seeds")
     fang.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="number the seeds from here (split one table's seeds between processes or machines)",
+    )
+    fang.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: rewrite table.md, table.json and figure.png from the run's finished cells",
+    )
+    fang.add_argument(
         "--budget-minutes",
         type=float,
         default=None,
@@ -73,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.quiet,
         seeds=args.seeds,
         budget_minutes=args.budget_minutes,
+        seed_offset=args.seed_offset,
+        report_only=args.report,
     )
     print(result.to_markdown())
     print(f"wrote {out / 'table.md'}, {out / 'table.json'} and {out / 'figure.png'}")

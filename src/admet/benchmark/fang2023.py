@@ -438,18 +438,30 @@ def _load_cells(path: Path) -> list[dict[str, Any]]:
     return cells
 
 
-def _check_run(out_dir: Path, identity: dict[str, Any]) -> None:
-    """A run folder belongs to one protocol and config; resuming with others is an error."""
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A variant's config without where the prepared table lies (it differs between machines)."""
+    plain = json.loads(json.dumps(config, default=float))
+    plain.get("data", {}).pop("train_file", None)
+    return plain
+
+
+def _check_run(out_dir: Path, protocol: str, configs: dict[str, dict[str, Any]]) -> None:
+    """A run folder belongs to one protocol and one config per variant; resuming with another
+    is an error. A variant new to the run is added, so a table can grow variant by variant,
+    or from cells computed on other machines."""
     path = out_dir / "run.json"
-    if path.is_file():
-        before = json.loads(path.read_text())
-        for key in ("protocol", "config"):
-            if before.get(key) != json.loads(json.dumps(identity[key], default=float)):
-                raise ConfigError(
-                    f"{out_dir}: this run was started with a different {key}; use a new --run to change it"
-                )
-    else:
-        path.write_text(json.dumps(identity, indent=1, default=float))
+    before = json.loads(path.read_text()) if path.is_file() else {"protocol": protocol, "config": {}}
+    if before.get("protocol") != protocol:
+        raise ConfigError(f"{out_dir}: this run was started with a different protocol; use a new --run")
+    stored = before.setdefault("config", {})
+    for variant, config in configs.items():
+        if variant in stored and _comparable(stored[variant]) != _comparable(config):
+            raise ConfigError(
+                f"{out_dir}: this run was started with a different config for variant {variant!r}; "
+                "use a new --run to change it"
+            )
+        stored.setdefault(variant, json.loads(json.dumps(config, default=float)))
+    path.write_text(json.dumps(before, indent=1, default=float))
 
 
 def run_benchmark(
@@ -465,9 +477,17 @@ def run_benchmark(
     progress: bool = True,
     seeds: int = 1,
     budget_minutes: float | None = None,
+    seed_offset: int = 0,
+    report_only: bool = False,
 ) -> tuple[BenchmarkResult, Path]:
     """Train and score every (variant, endpoint, seed) cell not yet in the run folder;
-    returns the result over all finished cells and the folder."""
+    returns the result over all finished cells and the folder.
+
+    Seeds are numbered ``seed_offset .. seed_offset + seeds - 1`` (seed k adds k to the
+    config's seeds), so the cells of one table can be computed by several processes or
+    machines and their ``cells.jsonl`` lines appended to one run folder. ``report_only``
+    trains nothing and rewrites the table, JSON and figure from the finished cells.
+    """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -475,6 +495,8 @@ def run_benchmark(
         raise ConfigError(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if seed_offset < 0:
+        raise ConfigError(f"--seed-offset must be >= 0, got {seed_offset}")
     endpoints = list(endpoints or fang2023.ENDPOINTS)
     bad = [e for e in endpoints if e not in fang2023.ENDPOINTS]
     if bad:
@@ -497,15 +519,18 @@ def run_benchmark(
     run = run_name or time.strftime("%Y%m%d-%H%M%S") + f"-{protocol}"
     out_dir = Path(out) if out else home() / "results" / "fang2023" / run
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_run(out_dir, {"protocol": protocol, "config": result.config})
+    _check_run(out_dir, protocol, result.config)
     cells_path = out_dir / CELLS_FILE
     result.rows = _load_cells(cells_path)
     done = {(c["variant"], c["endpoint"], c["seed"]) for c in result.rows}
     exclusions = pd.read_csv(folder / "strict_exclusions.csv")
     data_cache: dict[str, Any] = {}
     shared: dict[tuple[str, int], ChempropEnsemble] = {}
-    todo = [(v, e, k) for k in range(seeds) for v in variants for e in endpoints if (v, e, k) not in done]
-    result.complete = True
+    seed_range = range(seed_offset, seed_offset + seeds)
+    todo = [(v, e, k) for k in seed_range for v in variants for e in endpoints if (v, e, k) not in done]
+    result.complete = not (report_only and todo)
+    if report_only:
+        todo = []
     for i, (variant, endpoint, k) in enumerate(todo):
         if budget_minutes is not None and i > 0 and time.perf_counter() - start >= budget_minutes * 60:
             result.complete = False

@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="name in studies/ or a YAML path (a Ray Tune HPO file is converted on the fly)",
         )
         p.add_argument("--storage", default=None, help="study storage URL")
+        p.add_argument(
+            "--name",
+            default=None,
+            help="the study's name in the storage (default: the study file's name)",
+        )
         p.add_argument("--quiet", action="store_true", help="warnings only, no progress bar")
         return p
 
@@ -70,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DEV",
         help="device of this worker's trials: cuda:K, cuda, cpu (sets optimization.accelerator)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no trial after this many seconds (the trial in progress finishes), "
+        "as Optuna's optimize(timeout=...)",
     )
     run.add_argument(
         "--gpus",
@@ -129,7 +142,7 @@ def _load_study(args: argparse.Namespace):
     from admet.hpo.storage import open_storage, resolve_storage_url
     from admet.redact import mask_url
 
-    spec = load_study_spec(args.study)
+    spec = load_study_spec(args.study, [f"name={args.name}"] if args.name else [])
     url = resolve_storage_url(args.storage)
     storage = open_storage(url)
     try:
@@ -156,6 +169,8 @@ def _run(args: argparse.Namespace) -> int:
         load_study_spec(args.study, args.overrides)  # a bad study fails once, not in every child
         return run_gpu_workers(args)
     overrides = list(args.overrides)
+    if args.name:
+        overrides.append(f"name={args.name}")
     if args.device is not None:
         overrides.append(f"optimization.accelerator={check_device(args.device)}")
     spec = load_study_spec(args.study, overrides)
@@ -172,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
         worker_index=args.worker_index,
         progress=not args.quiet,
         allow_space_change=args.allow_space_change,
+        timeout=args.timeout,
     )
     if result.already_complete:
         print(

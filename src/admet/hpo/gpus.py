@@ -115,10 +115,14 @@ def child_run_args(args: Any) -> list[str]:
     out = ["run", "--study", args.study]
     if args.storage:
         out += ["--storage", args.storage]
+    if getattr(args, "name", None):
+        out += ["--name", args.name]
     if args.quiet:
         out.append("--quiet")
     if args.allow_space_change:
         out.append("--allow-space-change")
+    if getattr(args, "timeout", None) is not None:
+        out += ["--timeout", str(args.timeout)]
     return [*out, *args.overrides]
 
 

@@ -198,12 +198,15 @@ def run_worker(
     progress: bool = True,
     objective: Objective | None = None,
     allow_space_change: bool = False,
+    timeout: float | None = None,
 ) -> WorkerResult:
     """Run trials until ``spec.n_trials`` trials of the study are finished.
 
     Any number of workers may run this at once, on one machine or many, against the same
     storage (``python -m admet.hpo run`` is one worker); a worker started after the budget
-    is spent returns at once with ``already_complete``.
+    is spent returns at once with ``already_complete``. With ``timeout`` (seconds), the
+    worker starts no trial once that much time has passed since it started, as Optuna's
+    ``optimize(timeout=...)`` does: the trial in progress finishes, so at least one runs.
 
     Example:
         A two-trial study of one-epoch, two-member ensembles on a small table, stored in
@@ -255,7 +258,11 @@ def run_worker(
         disable=not progress,
         initial=budget(study)["FINISHED"],
     )
+    started = time.monotonic()
     while True:
+        if timeout is not None and ran and time.monotonic() - started >= timeout:
+            logger.info("worker %d: its timeout of %g s is spent; starting no more trials", index, timeout)
+            break
         until_reachable(lambda: fail_stale_trials(study))
         counts = until_reachable(lambda: budget(study))
         bar.n = min(counts["FINISHED"], spec.n_trials)

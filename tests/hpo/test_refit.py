@@ -25,14 +25,15 @@ def test_refit_best_trial_then_predict(synthetic_csv, tmp_path):
 
     out = tmp_path / "model"
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    budget = ["--members", "3", "--max-epochs", "3"]
+    exported = hpo(tmp_path, "refit", *budget, "--export", str(tmp_path / "refit.yaml"))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert not out.exists()  # --export trains nothing
     proc = hpo(
         tmp_path,
         "refit",
         "--quiet",
-        "--members",
-        "3",
-        "--max-epochs",
-        "3",
+        *budget,
         "--out",
         str(out),
         "mlflow.enabled=true",
@@ -43,6 +44,13 @@ def test_refit_best_trial_then_predict(synthetic_csv, tmp_path):
 
     cfg = load_config(out / "config.yaml")
     assert cfg.ensemble.n_members == 3 and cfg.optimization.max_epochs == 3
+    # the exported config is the one trained (MLflow aside, which only this refit turned on)
+    mlflow_keys = [
+        "mlflow.enabled=true",
+        f"mlflow.tracking_uri={mlflow_uri}",
+        f"mlflow.run_name={cfg.mlflow.run_name}",
+    ]
+    assert load_config(tmp_path / "refit.yaml", mlflow_keys) == cfg
     assert sorted(p.name for p in out.glob("member_*")) == ["member_0", "member_1", "member_2"]
     trial_cfg = best.user_attrs["config"]
     for key, value in best.params.items():  # every sampled model/sampling value is kept

@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refit.add_argument("--out", default=None, help="model folder (default: models/<study>-trial<N>)")
     refit.add_argument(
+        "--export",
+        default=None,
+        metavar="YAML",
+        help="write the config the refit would train here, train nothing (to use it elsewhere)",
+    )
+    refit.add_argument(
         "overrides", nargs="*", metavar="key=value", help="run-config changes (not sampled keys)"
     )
     report = add("report", "plots (HTML + PNG) and a markdown summary")
@@ -249,6 +255,14 @@ def _refit(args: argparse.Namespace) -> int:
     members = args.members if args.members is not None else int(defaults.get("members", 5))
     max_epochs = args.max_epochs if args.max_epochs is not None else defaults.get("max_epochs")
     trial = pick_trial(study, args.trial)
+    if args.export:
+        from admet.config import save_config
+        from admet.hpo.refit import refit_config
+
+        _, cfg = refit_config(study, trial.number, members, max_epochs, args.overrides)
+        save_config(cfg, args.export)
+        print(f"wrote trial {trial.number}'s refit config ({members} members) to {args.export}")
+        return 0
     out = args.out or home() / "models" / f"{study.study_name}-trial{trial.number}"
     result = refit(
         study,

@@ -31,7 +31,7 @@ from admet.errors import AdmetError, ConfigError
 from admet.hpo.summary import best_trials, trial_config
 from admet.model import ChempropEnsemble
 
-__all__ = ["RefitResult", "pick_trial", "refit"]
+__all__ = ["RefitResult", "pick_trial", "refit", "refit_config"]
 
 
 @dataclass
@@ -66,23 +66,16 @@ def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
     raise AdmetError(f"study {study.study_name!r} has no trial {number}")
 
 
-def refit(
+def refit_config(
     study: optuna.Study,
-    out: str | os.PathLike[str],
     trial_number: int | None = None,
     members: int = 5,
     max_epochs: int | None = None,
     overrides: Sequence[str] = (),
-    progress: bool = True,
-) -> RefitResult:
-    """Train trial ``trial_number``'s (default: the best trial's) config as a
-    ``members``-member ensemble for up to ``max_epochs`` epochs (default: the trial's) and
-    save it to ``out``.
-
-    Args:
-        overrides: further ``key=value`` changes of the run config (e.g.
-            ``optimization.patience=15``); a sampled parameter may not be overridden here,
-            since the result would no longer be the trial's model.
+) -> tuple[optuna.trial.FrozenTrial, EnsembleConfig]:
+    """The trial and the ensemble config :func:`refit` trains for these arguments, without
+    training it: to benchmark or train the same model elsewhere (``python -m
+    admet.benchmark fang2023 --config``, ``python -m admet.model train --config``).
 
     Raises:
         AdmetError: no such trial, no completed trial, or a Pareto study without a trial.
@@ -105,6 +98,32 @@ def refit(
     cfg = load_config(trial_config(trial), [*budget, *overrides])
     if not isinstance(cfg, EnsembleConfig):
         raise ConfigError(f"trial {trial.number} has no ensemble config")
+    return trial, cfg
+
+
+def refit(
+    study: optuna.Study,
+    out: str | os.PathLike[str],
+    trial_number: int | None = None,
+    members: int = 5,
+    max_epochs: int | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> RefitResult:
+    """Train trial ``trial_number``'s (default: the best trial's) config as a
+    ``members``-member ensemble for up to ``max_epochs`` epochs (default: the trial's) and
+    save it to ``out``.
+
+    Args:
+        overrides: further ``key=value`` changes of the run config (e.g.
+            ``optimization.patience=15``); a sampled parameter may not be overridden here,
+            since the result would no longer be the trial's model.
+
+    Raises:
+        AdmetError: no such trial, no completed trial, or a Pareto study without a trial.
+        ConfigError: an invalid override, or one that changes a sampled parameter.
+    """
+    trial, cfg = refit_config(study, trial_number, members, max_epochs, overrides)
     if cfg.mlflow.enabled and not cfg.mlflow.run_name:
         cfg.mlflow.run_name = f"refit {study.study_name} trial {trial.number}"
     tags = {"admet.kind": "refit", "admet.study": study.study_name, "admet.trial": str(trial.number)}

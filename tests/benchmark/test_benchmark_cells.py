@@ -110,9 +110,11 @@ def test_cells_from_other_processes_merge_into_one_table(fang2023_raw, fang2023_
     assert d["seeds"] == [1, 2] and d["delta_r"] == pytest.approx(0.075)
     assert "| joint | rPPB | 2 |" in (out / "table.md").read_text()
 
-    # the prepared table lying elsewhere on another machine does not change the run's identity
+    # where the table lies, the device or parallelism of another machine do not change the run
     run = json.loads((out / "run.json").read_text())
     run["config"]["joint"]["data"]["train_file"] = "/elsewhere/fang2023/train.csv"
+    run["config"]["joint"]["optimization"]["accelerator"] = "cuda"
+    run["config"]["joint"]["ensemble"]["n_jobs"] = 4
     (out / "run.json").write_text(json.dumps(run))
     # a variant new to the run joins it; seed 0 is missing, so the table is incomplete
     more, _ = run_benchmark(CONFIG, TINY, variants=["joint", "chemprop"], seeds=3, report_only=True, **kwargs)

@@ -438,10 +438,24 @@ def _load_cells(path: Path) -> list[dict[str, Any]]:
     return cells
 
 
+# Settings that say where or how a cell runs, not what it computes: they may differ
+# between the machines and processes that fill one table.
+_EXECUTION_KEYS = {
+    "data": ("train_file", "featurization_cache_dir"),
+    "optimization": ("accelerator",),
+    "ensemble": ("n_jobs",),
+    "mlflow": None,
+}
+
+
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A variant's config without where the prepared table lies (it differs between machines)."""
+    """A variant's config without its execution settings (``_EXECUTION_KEYS``)."""
     plain = json.loads(json.dumps(config, default=float))
-    plain.get("data", {}).pop("train_file", None)
+    for section, keys in _EXECUTION_KEYS.items():
+        if keys is None:
+            plain.pop(section, None)
+        for key in keys or ():
+            plain.get(section, {}).pop(key, None)
     return plain
 
 

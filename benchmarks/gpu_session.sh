@@ -25,6 +25,11 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1 PYTHONWARNINGS=ign
 processed=${GPU_SESSION_PROCESSED:-.gpu-site/processed}
 extra=(mlflow.enabled=false)
 throughput=(--device cuda --models tiny,default --batch-sizes 64,32,128 --epochs 3)
+# GPU_SESSION_THROUGHPUT="--models default --batch-sizes 64" narrows the throughput cells;
+# GPU_SESSION_PLAN=first: seed 0 only (joint and chemprop on every endpoint, baseline on the
+# PPB pair), members two at a time (ensemble.n_jobs=2), for a short lease
+read -r -a more_throughput <<< "${GPU_SESSION_THROUGHPUT:-}"
+plan=${GPU_SESSION_PLAN:-full}
 if [ "${GPU_SESSION_DRY:-0}" = 1 ]; then
   extra+=(data.max_molecules=200 optimization.max_epochs=1 ensemble.n_members=2)
   throughput=(--device cpu --models tiny --batch-sizes 64 --epochs 1 --max-molecules 300)
@@ -32,7 +37,8 @@ fi
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; nproc; } > "$out/machine.txt"
 t0=$(date +%s)
-timeout -k 5 150 python3 benchmarks/train_throughput.py "${throughput[@]}" --json "$out/throughput.json" \
+timeout -k 5 "${GPU_SESSION_THROUGHPUT_SECONDS:-150}" python3 benchmarks/train_throughput.py \
+  "${throughput[@]}" "${more_throughput[@]}" --json "$out/throughput.json" \
   > "$out/throughput.log" 2>&1
 echo "throughput: exit $? after $(( $(date +%s) - t0 )) s"
 grep -v -i warn "$out/throughput.log" | tail -12
@@ -54,18 +60,24 @@ lane() {  # lane NAME CONFIG CELL... (CELL = variant:endpoint:seed)
 for e in HLM RLM MDR1_ER Sol hPPB rPPB; do
   lane "chemprop-$e" "$model" "chemprop:$e:0" > "$out/lanes/chemprop-$e.log" 2>&1 &
 done
-lane J1 "$model" joint:HLM:0 joint:hPPB:1 > "$out/lanes/J1.log" 2>&1 &
-lane J2 "$model" joint:RLM:0 joint:rPPB:1 > "$out/lanes/J2.log" 2>&1 &
-lane J3 "$model" joint:MDR1_ER:0 joint:hPPB:2 > "$out/lanes/J3.log" 2>&1 &
-lane J4 "$model" joint:Sol:0 joint:rPPB:2 > "$out/lanes/J4.log" 2>&1 &
-lane J5 "$model" joint:hPPB:0 > "$out/lanes/J5.log" 2>&1 &
-lane J6 "$model" joint:rPPB:0 > "$out/lanes/J6.log" 2>&1 &
-lane B1 "$model" baseline:hPPB:0 baseline:HLM:0 > "$out/lanes/B1.log" 2>&1 &
-lane B2 "$model" baseline:rPPB:0 baseline:RLM:0 > "$out/lanes/B2.log" 2>&1 &
-lane B3 "$model" baseline:hPPB:1 baseline:MDR1_ER:0 > "$out/lanes/B3.log" 2>&1 &
-lane B4 "$model" baseline:rPPB:1 baseline:Sol:0 > "$out/lanes/B4.log" 2>&1 &
-lane B5 "$model" baseline:hPPB:2 > "$out/lanes/B5.log" 2>&1 &
-lane B6 "$model" baseline:rPPB:2 > "$out/lanes/B6.log" 2>&1 &
+if [ "$plan" = first ]; then
+  extra+=(ensemble.n_jobs=2)
+  for e in HLM RLM MDR1_ER Sol hPPB rPPB; do lane "J-$e" "$model" "joint:$e:0" > "$out/lanes/J-$e.log" 2>&1 & done
+  for e in hPPB rPPB; do lane "B-$e" "$model" "baseline:$e:0" > "$out/lanes/B-$e.log" 2>&1 & done
+  wait
+fi
+[ "$plan" = full ] && lane J1 "$model" joint:HLM:0 joint:hPPB:1 > "$out/lanes/J1.log" 2>&1 &
+[ "$plan" = full ] && lane J2 "$model" joint:RLM:0 joint:rPPB:1 > "$out/lanes/J2.log" 2>&1 &
+[ "$plan" = full ] && lane J3 "$model" joint:MDR1_ER:0 joint:hPPB:2 > "$out/lanes/J3.log" 2>&1 &
+[ "$plan" = full ] && lane J4 "$model" joint:Sol:0 joint:rPPB:2 > "$out/lanes/J4.log" 2>&1 &
+[ "$plan" = full ] && lane J5 "$model" joint:hPPB:0 > "$out/lanes/J5.log" 2>&1 &
+[ "$plan" = full ] && lane J6 "$model" joint:rPPB:0 > "$out/lanes/J6.log" 2>&1 &
+[ "$plan" = full ] && lane B1 "$model" baseline:hPPB:0 baseline:HLM:0 > "$out/lanes/B1.log" 2>&1 &
+[ "$plan" = full ] && lane B2 "$model" baseline:rPPB:0 baseline:RLM:0 > "$out/lanes/B2.log" 2>&1 &
+[ "$plan" = full ] && lane B3 "$model" baseline:hPPB:1 baseline:MDR1_ER:0 > "$out/lanes/B3.log" 2>&1 &
+[ "$plan" = full ] && lane B4 "$model" baseline:rPPB:1 baseline:Sol:0 > "$out/lanes/B4.log" 2>&1 &
+[ "$plan" = full ] && lane B5 "$model" baseline:hPPB:2 > "$out/lanes/B5.log" 2>&1 &
+[ "$plan" = full ] && lane B6 "$model" baseline:rPPB:2 > "$out/lanes/B6.log" 2>&1 &
 wait
 pkill -f chemprop.cli.main 2>/dev/null
 echo "lanes: $(( $(date +%s) - start )) s"

@@ -106,6 +106,8 @@ class RunTracker:
         return self._client
 
     def experiment_id(self) -> str | None:
+        if not self.enabled:  # MLflow need not even be installed then
+            return None
         from mlflow.exceptions import MlflowException
 
         def get() -> str:

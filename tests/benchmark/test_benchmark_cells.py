@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 from test_benchmark_cli import TINY
@@ -122,3 +124,12 @@ def test_cells_from_other_processes_merge_into_one_table(fang2023_raw, fang2023_
     assert set(json.loads((out / "run.json").read_text())["config"]) == {"joint", "baseline", "chemprop"}
     with pytest.raises(ConfigError, match="variant 'joint'"):
         run_benchmark(CONFIG, [*TINY, "model.depth=3"], variants=["joint"], report_only=True, **kwargs)
+
+
+def test_chemprop_cli_runs_without_its_console_script(tmp_path):
+    from admet.benchmark.fang2023 import _chemprop_cli
+
+    cmd = _chemprop_cli(tmp_path)  # no `chemprop` script there, as with pip install --target
+    assert cmd[0] == sys.executable
+    done = subprocess.run([*cmd, "train", "--help"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "--ensemble-size" in done.stdout

@@ -356,9 +356,14 @@ def _chemprop_version() -> str:
     return str(chemprop.__version__)
 
 
-def _chemprop_cli() -> list[str]:
-    exe = Path(sys.executable).parent / "chemprop"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "chemprop.cli.main"]
+def _chemprop_cli(bin_dir: Path | None = None) -> list[str]:
+    """Chemprop's console script beside this interpreter, else its entry point run by this
+    interpreter (``python -m chemprop.cli.main`` would do nothing: the module has no
+    ``__main__`` guard, so a package installed without its scripts would "succeed" empty)."""
+    exe = (bin_dir or Path(sys.executable).parent) / "chemprop"
+    if exe.is_file():
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys; from chemprop.cli.main import main; sys.exit(main())"]
 
 
 def _run_chemprop(
@@ -413,6 +418,8 @@ def _run_chemprop(
         done = subprocess.run(predict_cmd, env=env, **common)  # type: ignore[call-overload]
         if done.returncode != 0:
             raise DataError(f"chemprop predict failed for {endpoint}: {_last_line(done.stderr)}")
+        if not (work / "preds.csv").is_file():
+            raise DataError(f"chemprop predict wrote no predictions for {endpoint} (exit 0, no preds.csv)")
         preds = pd.read_csv(work / "preds.csv")
         if endpoint not in preds.columns:
             raise DataError(f"chemprop predict wrote no {endpoint!r} column (columns: {list(preds.columns)})")

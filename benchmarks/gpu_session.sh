@@ -15,6 +15,9 @@
 #   source .gpu-site/activate.sh && bash benchmarks/gpu_session.sh MODEL [SOFT] [HARD]
 #
 # GPU_SESSION_DRY=1 rehearses the same plan on the CPU with tiny models.
+# Seen on 2026-11-27 (H200): the command had ONE CPU (nproc 1), so parallel lanes shared a
+# core and no 5-member x 30-epoch cell finished in 320 s; check nproc before planning lanes
+# (benchmarks/results/fang2023.md).
 set -u
 model=${1:?usage: gpu_session.sh MODEL [SOFT] [HARD]}
 soft=${2:-230}

@@ -15,9 +15,9 @@
 #   source .gpu-site/activate.sh && bash benchmarks/gpu_session.sh MODEL [SOFT] [HARD]
 #
 # GPU_SESSION_DRY=1 rehearses the same plan on the CPU with tiny models.
-# Seen on 2026-11-27 (H200): the command had ONE CPU (nproc 1), so parallel lanes shared a
-# core and no 5-member x 30-epoch cell finished in 320 s; check nproc before planning lanes
-# (benchmarks/results/fang2023.md).
+# Seen on 2026-11-27 (H200): 8 lanes of 2 member processes each (16 CUDA processes
+# time-slicing one GPU, no MPS) finished no 5-member x 30-epoch cell in 320 s, while one
+# process alone trains about 4,600 molecules/s; plan few lanes (benchmarks/results/fang2023.md).
 set -u
 model=${1:?usage: gpu_session.sh MODEL [SOFT] [HARD]}
 soft=${2:-230}
@@ -38,7 +38,7 @@ if [ "${GPU_SESSION_DRY:-0}" = 1 ]; then
   throughput=(--device cpu --models tiny --batch-sizes 64 --epochs 1 --max-molecules 300)
 fi
 
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; nproc; } > "$out/machine.txt"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; nproc --all; } > "$out/machine.txt"
 t0=$(date +%s)
 timeout -k 5 "${GPU_SESSION_THROUGHPUT_SECONDS:-150}" python3 benchmarks/train_throughput.py \
   "${throughput[@]}" "${more_throughput[@]}" --json "$out/throughput.json" \

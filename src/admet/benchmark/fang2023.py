@@ -200,7 +200,7 @@ class BenchmarkResult:
             f"Protocol: {label}. Wall time: {self.wall_seconds:.0f} s. Chemprop {self.chemprop_version}.",
         ]
         if not self.complete:
-            lines.append("**Incomplete**: the time budget ended the run; run it again to fill the rest.")
+            lines.append("**Incomplete**: cells are missing; run it again (without --report) to fill them.")
         if self.protocol == "imputation":
             lines.append(
                 "**Optimistic**: test molecules of one endpoint were training molecules "

@@ -69,18 +69,19 @@ if [ "$plan" = first ]; then
   for e in hPPB rPPB; do lane "B-$e" "$model" "baseline:$e:0" > "$out/lanes/B-$e.log" 2>&1 & done
   wait
 fi
-[ "$plan" = full ] && lane J1 "$model" joint:HLM:0 joint:hPPB:1 > "$out/lanes/J1.log" 2>&1 &
-[ "$plan" = full ] && lane J2 "$model" joint:RLM:0 joint:rPPB:1 > "$out/lanes/J2.log" 2>&1 &
-[ "$plan" = full ] && lane J3 "$model" joint:MDR1_ER:0 joint:hPPB:2 > "$out/lanes/J3.log" 2>&1 &
-[ "$plan" = full ] && lane J4 "$model" joint:Sol:0 joint:rPPB:2 > "$out/lanes/J4.log" 2>&1 &
-[ "$plan" = full ] && lane J5 "$model" joint:hPPB:0 > "$out/lanes/J5.log" 2>&1 &
-[ "$plan" = full ] && lane J6 "$model" joint:rPPB:0 > "$out/lanes/J6.log" 2>&1 &
-[ "$plan" = full ] && lane B1 "$model" baseline:hPPB:0 baseline:HLM:0 > "$out/lanes/B1.log" 2>&1 &
-[ "$plan" = full ] && lane B2 "$model" baseline:rPPB:0 baseline:RLM:0 > "$out/lanes/B2.log" 2>&1 &
-[ "$plan" = full ] && lane B3 "$model" baseline:hPPB:1 baseline:MDR1_ER:0 > "$out/lanes/B3.log" 2>&1 &
-[ "$plan" = full ] && lane B4 "$model" baseline:rPPB:1 baseline:Sol:0 > "$out/lanes/B4.log" 2>&1 &
-[ "$plan" = full ] && lane B5 "$model" baseline:hPPB:2 > "$out/lanes/B5.log" 2>&1 &
-[ "$plan" = full ] && lane B6 "$model" baseline:rPPB:2 > "$out/lanes/B6.log" 2>&1 &
+full_lanes=(  # NAME CELL...: each lane runs its cells one after another
+  "J1 joint:HLM:0 joint:hPPB:1" "J2 joint:RLM:0 joint:rPPB:1" "J3 joint:MDR1_ER:0 joint:hPPB:2"
+  "J4 joint:Sol:0 joint:rPPB:2" "J5 joint:hPPB:0" "J6 joint:rPPB:0"
+  "B1 baseline:hPPB:0 baseline:HLM:0" "B2 baseline:rPPB:0 baseline:RLM:0"
+  "B3 baseline:hPPB:1 baseline:MDR1_ER:0" "B4 baseline:rPPB:1 baseline:Sol:0"
+  "B5 baseline:hPPB:2" "B6 baseline:rPPB:2"
+)
+if [ "$plan" = full ]; then
+  for spec in "${full_lanes[@]}"; do
+    read -r -a cells <<< "$spec"
+    lane "${cells[0]}" "$model" "${cells[@]:1}" > "$out/lanes/${cells[0]}.log" 2>&1 &
+  done
+fi
 wait
 pkill -f chemprop.cli.main 2>/dev/null
 echo "lanes: $(( $(date +%s) - start )) s"

@@ -20,8 +20,8 @@
 # time-slicing one GPU, no MPS) finished no 5-member x 30-epoch cell in 320 s, while one
 # process alone trains about 4,600 molecules/s; plan few lanes (benchmarks/results/fang2023.md).
 # Seen on 2026-11-27 (H200 host, 16 cores): three CPU lanes of 5 cores (all 5 members at once,
-# one thread each) finished no cell in 490 s, where 2 cores here take 1,140 s (members two at
-# a time): the host's cores are slower than a third of that. Chemprop's CLI needs the real
+# one thread each) finished no cell in 490 s; here a member takes about 380 s on one core
+# (1,140 s for three rounds of two members), so CPU lanes do not fit a lease. Chemprop's CLI needs the real
 # astartes (its train/val split): gpu-pack's stand-in stops it, so add `astartes tabulate`
 # to gpu-pack's extra wheels.
 set -u

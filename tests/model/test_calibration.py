@@ -3,8 +3,6 @@ of ensembles and single models, and the uncertainty metrics."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +12,8 @@ from admet.data.training import holdout_split, load_training_data
 from admet.model import ChempropEnsemble, ChempropModel
 from admet.model.calibration import (
     Calibration,
+    cv_plus_interval,
+    fit_cv_plus,
     fit_residual_calibration,
     fit_spread_calibration,
     uncertainty_metrics,
@@ -48,6 +48,53 @@ def test_conformal_coverage_on_held_out_data_is_nominal():
     assert abs((np.abs(test_heavy) <= cal_t.quantile * cal_t.std(test_spread)).mean() - 0.9) < 0.03
 
 
+def _kfold_members(n: int, n_members: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A K-fold ensemble without training, for labels ``y = f + noise``: on molecules it did
+    not train on, a member predicts ``f`` plus an error shared by all members and a small
+    one of its own (both growing with x, as a real ensemble's do); on those it trained on,
+    the label plus a third of those errors. Returns labels, unseen and seen predictions."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, n)
+    tau = 0.2 + 0.8 * x
+    y = np.sin(6 * x) + rng.normal(0, 0.3, n)
+    error = rng.normal(0, 0.5, n) * tau + rng.normal(0, 0.1, (n_members, n)) * tau
+    return y, np.sin(6 * x) + error, y + error / 3
+
+
+def test_cv_plus_covers_held_out_data_where_the_out_of_fold_spread_misleads():
+    n_members = 5
+    y, unseen, seen = _kfold_members(3000, n_members, seed=8)
+    fold = np.arange(3000) % n_members
+    # on its own training data member m saw every fold but fold m
+    preds = np.where(np.arange(n_members)[:, None] == fold[None, :], unseen, seen)
+    errors = [preds[m, fold == m] - y[fold == m] for m in range(n_members)]
+    cal = fit_cv_plus(errors)
+    assert cal.n == 3000
+    y_new, p_new, _ = _kfold_members(20000, n_members, seed=9)
+    lo, hi = cv_plus_interval(p_new, cal.residuals)
+    assert abs(((y_new >= lo) & (y_new <= hi)).mean() - 0.9) < 0.03
+    assert np.all(lo < p_new.mean(0)) and np.all(p_new.mean(0) < hi)
+    # the spread the same members show on their own out-of-fold molecules is shrunk by
+    # those that trained on them: scaled on it, the interval misses new molecules
+    oof = preds[fold, np.arange(3000)]
+    leaky = fit_spread_calibration(oof - y, preds.std(0))
+    spread_new = p_new.std(0)
+    inside = np.abs(y_new - p_new.mean(0)) <= leaky.quantile * leaky.std(spread_new)
+    assert inside.mean() < 0.8
+
+
+def test_cv_plus_interval_widens_where_members_disagree():
+    residuals = [(0.1, 0.2, 0.3)] * 3
+    agree = np.array([[1.0], [1.0], [1.0]])
+    disagree = np.array([[0.0], [1.0], [2.0]])
+    lo_a, hi_a = cv_plus_interval(agree, residuals)
+    lo_d, hi_d = cv_plus_interval(disagree, residuals)
+    assert hi_d - lo_d > hi_a - lo_a
+    # 9 shifted values; ceil(0.9 * 10) = 9th smallest of 1 + R, floor(0.1 * 10) = 1st of 1 - R
+    assert (lo_a[0], hi_a[0]) == pytest.approx((0.7, 1.3))
+    assert np.isnan(cv_plus_interval(agree, [(), (), ()])[0]).all()
+
+
 def test_single_model_residual_calibration_and_nan_labels():
     rng = np.random.default_rng(5)
     residuals = rng.normal(0, 0.3, 3000)
@@ -78,7 +125,12 @@ def test_uncertainty_metrics_against_hand_computation():
 
 
 def test_calibration_round_trips_through_json():
-    cal = Calibration({"a": fit_spread_calibration(*_synthetic(50, 1.0, 7))})
+    cal = Calibration(
+        {
+            "a": fit_spread_calibration(*_synthetic(50, 1.0, 7)),
+            "b": fit_cv_plus([np.array([0.5, -0.25, np.nan]), np.array([1 / 3])]),
+        }
+    )
     again = Calibration.from_dict(cal.to_dict())
     assert again == cal
 
@@ -95,8 +147,9 @@ def test_ensemble_is_calibrated_on_its_out_of_fold_predictions(ensemble, synthet
     assert set(ensemble.calibration.tasks) == {"logP", "TPSA", "MW"}
     labels = load_training_data(ensemble.config).label_counts()
     for task, cal in ensemble.calibration.tasks.items():
-        assert cal.kind == "spread" and math.isfinite(cal.scale) and cal.scale > 0
-        assert cal.n == labels[task]  # one out-of-fold error per label
+        assert cal.kind == "cv+" and len(cal.residuals) == 3
+        assert cal.n == labels[task] == sum(map(len, cal.residuals))  # one out-of-fold error per label
+        assert all(v >= 0 for r in cal.residuals for v in r)
     smiles = list(pd.read_csv(synthetic_csv)["SMILES"][:20])
     out = ensemble.predict(smiles)
     for task in ("logP", "TPSA", "MW"):

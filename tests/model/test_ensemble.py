@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -54,12 +55,25 @@ def test_prediction_is_member_mean_with_std(fitted):
     stack = np.stack([m.predict_array(smiles) for m in ens.members])
     np.testing.assert_allclose(out[["logP", "TPSA", "MW"]].to_numpy(), stack.mean(0))
     np.testing.assert_allclose(out["logP_spread"].to_numpy(), stack[:, :, 0].std(0))
-    # the calibrated sd is the spread times the task's scale, the interval q sds wide
+    # CV+: the bounds are order statistics of every member's prediction shifted by that
+    # member's out-of-fold residuals; the sd is the half-width over z_0.95
     cal = ens.calibration.tasks["logP"]
-    np.testing.assert_allclose(out["logP_std"].to_numpy(), cal.scale * stack[:, :, 0].std(0), rtol=1e-6)
-    half = out["logP_hi90"] - out["logP"]
-    np.testing.assert_allclose(half, out["logP"] - out["logP_lo90"], rtol=1e-9)
-    np.testing.assert_allclose(half, cal.quantile * out["logP_std"], rtol=1e-9)
+    assert cal.kind == "cv+" and len(cal.residuals) == 2
+    data = load_training_data(ens.config)
+    folds = fold_assignment(data.smiles, 2, 0, ens.config.ensemble.split)
+    oof = ens.oof_predictions["logP"].to_numpy()
+    for k in range(2):
+        expected = np.abs(oof[folds == k] - data.Y[folds == k, 0])
+        np.testing.assert_allclose(sorted(cal.residuals[k]), sorted(expected[np.isfinite(expected)]))
+    n = cal.n
+    for i in range(len(smiles)):
+        up = sorted(stack[m, i, 0] + r for m in range(2) for r in cal.residuals[m])
+        down = sorted(stack[m, i, 0] - r for m in range(2) for r in cal.residuals[m])
+        assert out["logP_hi90"][i] == pytest.approx(up[min(math.ceil(0.9 * (n + 1)), n) - 1])
+        assert out["logP_lo90"][i] == pytest.approx(down[max(math.floor(0.1 * (n + 1)), 1) - 1])
+    np.testing.assert_allclose(
+        out["logP_std"], (out["logP_hi90"] - out["logP_lo90"]) / (2 * 1.6448536), rtol=1e-6
+    )
     # out-of-fold scoring skips the second parse of dataset (canonical) SMILES, same numbers
     canon = ["Oc1ccccc1", "Cc1ccccc1"]
     np.testing.assert_array_equal(ens.members[0].predict_canonical(canon), stack[0])

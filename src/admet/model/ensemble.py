@@ -44,7 +44,7 @@ from admet.model.calibration import (
     GAUSSIAN_Z90,
     Calibration,
     add_uncertainty_metrics,
-    fit_spread_calibration,
+    fit_cv_plus,
     prediction_frame,
 )
 from admet.model.metrics import regression_metrics
@@ -164,8 +164,7 @@ class ChempropEnsemble:
             progress: show Lightning's epoch progress bar and a member progress line.
             on_member_done: called with (index, member, fold metrics) after each member.
             run_tags: extra tags of the ensemble's MLflow run (e.g. the study it refits).
-            calibrate: fit the uncertainty calibration on the out-of-fold predictions
-                (every member predicts every fold once more; an HPO trial skips it).
+            calibrate: fit the uncertainty calibration (CV+) on the out-of-fold errors.
         """
         start = time.perf_counter()
         cfg = self.config
@@ -262,19 +261,18 @@ class ChempropEnsemble:
         self.cv_score = float(np.mean([mv["macro"]["mae"] for mv in self.member_val_metrics]))
         if calibrate:
             t0 = time.perf_counter()
-            self.calibration = self._calibrate(dataset, oof)
+            self.calibration = self._calibrate(dataset, oof, rows)
             self.evaluation_seconds += time.perf_counter() - t0
         self.fit_seconds = time.perf_counter() - start
         self._log_ensemble(tracker, parent, dataset)
         return self
 
-    def _calibrate(self, dataset: MultitaskDataset, oof: np.ndarray) -> Calibration:
-        """Per task: the spread of all members at each out-of-fold molecule against the
-        error of the member that did not train on it (see :mod:`admet.model.calibration`)."""
-        spread = np.stack([m.predict_canonical(dataset.smiles) for m in self.members]).std(0)
+    def _calibrate(self, dataset: MultitaskDataset, oof: np.ndarray, rows: list[np.ndarray]) -> Calibration:
+        """Per task, CV+: each member's errors on the fold it did not train on (the
+        members' spread there is not honest, see :mod:`admet.model.calibration`)."""
         errors = oof - dataset.Y
         return Calibration(
-            {t: fit_spread_calibration(errors[:, j], spread[:, j]) for j, t in enumerate(self.task_names)}
+            {t: fit_cv_plus([errors[r, j] for r in rows]) for j, t in enumerate(self.task_names)}
         )
 
     def _reuse(self, ckpt: Path | None, m: int) -> ChempropModel | None:
@@ -415,7 +413,7 @@ class ChempropEnsemble:
         stack = np.stack([m.predict_array(smiles) for m in self.members])
         mean, spread = stack.mean(0), stack.std(0, ddof=0)
         if self.calibration is not None:
-            std, lo, hi = self.calibration.apply(mean, spread, self.task_names)
+            std, lo, hi = self.calibration.apply(mean, spread, self.task_names, stack)
         else:
             std, lo, hi = spread, mean - GAUSSIAN_Z90 * spread, mean + GAUSSIAN_Z90 * spread
         return prediction_frame(self.task_names, mean, std, lo, hi, spread if include_spread else None)

@@ -202,7 +202,7 @@ class ChempropModel:
     ) -> ChempropModel:
         """Train on ``train``, early-stop and keep the best epoch on ``val``; with
         ``calibrate``, the validation residuals give every task a standard deviation and a
-        conformal 90% interval (an ensemble calibrates its members' spread instead).
+        conformal 90% interval (an ensemble uses CV+ over its members instead).
 
         With ``mlflow.enabled`` and no ``logger`` given, the fit is its own MLflow run: the
         config as parameters, every epoch's metrics (losses, validation MAE per task and

@@ -12,7 +12,7 @@ import sys
 import pytest
 from test_benchmark_cli import TINY
 
-from admet.benchmark.fang2023 import aggregate, paired_differences, run_benchmark
+from admet.benchmark.fang2023 import aggregate, head_to_head, paired_differences, run_benchmark
 from admet.errors import ConfigError
 from admet.paths import project_root
 
@@ -50,6 +50,39 @@ def test_paired_difference_is_taken_per_seed_before_averaging():
     assert d["helps"] is True  # 0.07 > 0.042
     # the spread of two independent means would be far larger than the paired spread
     assert aggregate(cells)[0]["pearson_r_sd"] > d["delta_r_sd"]
+
+
+def test_table_order_follows_variants_and_paper_endpoints_not_finish_order():
+    cells = [
+        _cell("joint", "rPPB", 0, 0.8, 0.3),
+        _cell("chemprop", "HLM", 0, 0.6, 0.4),
+        _cell("joint", "HLM", 0, 0.7, 0.4),
+    ]
+    assert [(r["variant"], r["endpoint"]) for r in aggregate(cells)] == [
+        ("joint", "HLM"),
+        ("joint", "rPPB"),
+        ("chemprop", "HLM"),
+    ]
+
+
+def test_head_to_head_compares_only_shared_endpoints_and_counts_wins():
+    cells = [
+        _cell("joint", "HLM", 0, 0.70, 0.4),
+        _cell("joint", "HLM", 1, 0.60, 0.4),  # seed mean 0.65
+        _cell("joint", "Sol", 0, 0.50, 0.4),
+        _cell("joint", "rPPB", 0, 0.90, 0.3),  # chemprop has no rPPB: left out of that duel
+        _cell("chemprop", "HLM", 0, 0.66, 0.4),
+        _cell("chemprop", "Sol", 0, 0.40, 0.4),
+    ]
+    paper = {"HLM": {"best_r": 0.64}, "Sol": {"best_r": 0.55}, "rPPB": {"best_r": 0.70}}
+    duels = {(d["variant"], d["versus"]): d for d in head_to_head(aggregate(cells), paper)}
+    d = duels[("joint", "chemprop")]
+    assert d["endpoints"] == ["HLM", "Sol"] and d["won"] == ["Sol"]  # 0.65 < 0.66 on HLM
+    assert d["mean_r"] == pytest.approx(0.575) and d["versus_mean_r"] == pytest.approx(0.53)
+    assert ("chemprop", "joint") not in duels  # the reference is not a contender
+    p = duels[("joint", "paper's best")]
+    assert p["endpoints"] == ["HLM", "Sol", "rPPB"] and p["won"] == ["HLM", "rPPB"]
+    assert duels[("chemprop", "paper's best")]["won"] == ["HLM"]
 
 
 @pytest.mark.slow

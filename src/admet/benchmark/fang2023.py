@@ -52,6 +52,7 @@ __all__ = [
     "VARIANTS",
     "BenchmarkResult",
     "aggregate",
+    "head_to_head",
     "paired_differences",
     "paper_table",
     "run_benchmark",
@@ -114,13 +115,21 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
 
 
+def _order(variant: str, endpoint: str) -> tuple[int, int, str, str]:
+    """Table order: variants as in ``VARIANTS``, endpoints as in the paper; others last."""
+    v = list(VARIANTS).index(variant) if variant in VARIANTS else len(VARIANTS)
+    e = fang2023.ENDPOINTS.index(endpoint) if endpoint in fang2023.ENDPOINTS else len(fang2023.ENDPOINTS)
+    return v, e, variant, endpoint
+
+
 def aggregate(cells: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (variant, endpoint), in first-seen order: seeds, mean and sd of Pearson r and MAE."""
+    """Per (variant, endpoint), in table order whatever order the cells finished in: seeds,
+    mean and sd of Pearson r and MAE."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in cells:
         groups.setdefault((c["variant"], c["endpoint"]), []).append(c)
     out = []
-    for (variant, endpoint), rows in groups.items():
+    for (variant, endpoint), rows in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
         r_mean, r_sd = _mean_sd([c["pearson_r"] for c in rows])
         mae_mean, mae_sd = _mean_sd([c["mae"] for c in rows])
         out.append(
@@ -145,7 +154,7 @@ def paired_differences(
     sd of those differences: the spread of a paired comparison, not of two independent
     means. ``helps`` is true only when the mean r gain exceeds its sd."""
     by_key = {(c["variant"], c["endpoint"], c["seed"]): c for c in cells}
-    endpoints = list(dict.fromkeys(e for (_, e, _) in by_key))
+    endpoints = sorted({e for (_, e, _) in by_key}, key=lambda e: _order("", e)[1:])
     out = []
     for endpoint in endpoints:
         seeds = sorted(s for (v, e, s) in by_key if v == a and e == endpoint and (b, endpoint, s) in by_key)
@@ -166,6 +175,51 @@ def paired_differences(
                 "helps": bool(math.isfinite(r_sd) and r_mean > r_sd),
             }
         )
+    return out
+
+
+def head_to_head(
+    summary: Sequence[dict[str, Any]], paper: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The decision the table is read for: each admet variant against every other variant
+    on the endpoints both have (seed means), with the mean Pearson r of each over those
+    endpoints and the number of them it wins; and, per variant, the endpoints where its
+    mean r is above the best r anywhere in the paper's table (``paper``)."""
+    by = {(r["variant"], r["endpoint"]): r["pearson_r"] for r in summary}
+    variants = sorted({v for v, _ in by}, key=lambda v: _order(v, "")[0])
+    out = []
+    for a in variants:
+        if VARIANTS.get(a, []) is None:  # Chemprop's CLI is the reference, not a contender
+            continue
+        for b in variants:
+            if b == a:
+                continue
+            common = [e for e in fang2023.ENDPOINTS if (a, e) in by and (b, e) in by]
+            if not common:
+                continue
+            out.append(
+                {
+                    "variant": a,
+                    "versus": b,
+                    "endpoints": common,
+                    "mean_r": float(np.mean([by[(a, e)] for e in common])),
+                    "versus_mean_r": float(np.mean([by[(b, e)] for e in common])),
+                    "won": [e for e in common if by[(a, e)] > by[(b, e)]],
+                }
+            )
+    for v in variants:
+        have = [e for e in fang2023.ENDPOINTS if (v, e) in by and (paper or {}).get(e, {}).get("best_r")]
+        if have:
+            out.append(
+                {
+                    "variant": v,
+                    "versus": "paper's best",
+                    "endpoints": have,
+                    "mean_r": float(np.mean([by[(v, e)] for e in have])),
+                    "versus_mean_r": float(np.mean([paper[e]["best_r"] for e in have])),  # type: ignore[index]
+                    "won": [e for e in have if by[(v, e)] > paper[e]["best_r"]],  # type: ignore[index]
+                }
+            )
     return out
 
 
@@ -197,7 +251,9 @@ class BenchmarkResult:
         lines = [
             f"# fang2023 benchmark: {label}",
             "",
-            f"Protocol: {label}. Wall time: {self.wall_seconds:.0f} s. Chemprop {self.chemprop_version}.",
+            f"Protocol: {label}. Chemprop {self.chemprop_version}. {len(self.rows)} cells, "
+            f"{sum(c.get('seconds', 0.0) for c in self.rows) / 3600:.1f} h of training and scoring "
+            f"in all (this invocation: {self.wall_seconds:.0f} s).",
         ]
         if not self.complete:
             lines.append("**Incomplete**: cells are missing; run it again (without --report) to fill them.")
@@ -227,9 +283,24 @@ class BenchmarkResult:
             sub = [r for r in summary if r["variant"] == variant]
             paper = [r["paper_mpnn2_r"] for r in sub if r["paper_mpnn2_r"] is not None]
             lines.append(
-                f"| {variant} | **mean** | | | {np.mean([r['pearson_r'] for r in sub]):.3f} | "
+                f"| {variant} | **mean of {len(sub)}** | | | {np.mean([r['pearson_r'] for r in sub]):.3f} | "
                 f"{np.mean([r['mae'] for r in sub]):.3f} | {np.mean(paper) if paper else math.nan:.3f} | |"
             )
+        duels = head_to_head(summary, self.paper)
+        if duels:
+            lines += [
+                "",
+                "## Head to head (seed means, on the endpoints both sides have)",
+                "",
+                "| variant | versus | endpoints | mean r | mean r of the other | endpoints won |",
+                "| --- | --- | --- | --- | --- | --- |",
+            ]
+            for d in duels:
+                lines.append(
+                    f"| {d['variant']} | {d['versus']} | {len(d['endpoints'])} | {d['mean_r']:.3f} | "
+                    f"{d['versus_mean_r']:.3f} | {len(d['won'])} of {len(d['endpoints'])}"
+                    f"{' (' + ', '.join(d['won']) + ')' if d['won'] else ''} |"
+                )
         lines += self._uncertainty_lines()
         paired = paired_differences(self.rows)
         if paired:
@@ -263,7 +334,7 @@ class BenchmarkResult:
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for c in rows:
             groups.setdefault((c["variant"], c["endpoint"]), []).append(c)
-        for (variant, endpoint), cells in groups.items():
+        for (variant, endpoint), cells in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
 
             def avg(key: str, cells: list[dict[str, Any]] = cells) -> str:
                 return _fmt(_mean_sd([c.get(key) for c in cells])[0])
@@ -284,6 +355,7 @@ class BenchmarkResult:
             "chemprop_version": self.chemprop_version,
             "summary": self.summary(),
             "paired": paired_differences(self.rows),
+            "head_to_head": head_to_head(self.summary(), self.paper),
             "cells": self.rows,
             "config": self.config,
         }

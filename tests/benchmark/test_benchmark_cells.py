@@ -12,7 +12,13 @@ import sys
 import pytest
 from test_benchmark_cli import TINY
 
-from admet.benchmark.fang2023 import aggregate, head_to_head, paired_differences, run_benchmark
+from admet.benchmark.fang2023 import (
+    aggregate,
+    code_version,
+    head_to_head,
+    paired_differences,
+    run_benchmark,
+)
 from admet.errors import ConfigError
 from admet.paths import project_root
 
@@ -104,6 +110,10 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(fang2023_raw, fa
     lines = (out / "cells.jsonl").read_text().splitlines()
     assert len(lines) == 2 and lines[0] == line  # the finished cell was not trained again
     assert {json.loads(x)["endpoint"] for x in lines} == {"rPPB", "hPPB"}
+    # every cell says which code trained it, and the table lists it
+    code = json.loads(line)["code"]
+    assert code == code_version() and code not in ("", "unknown")
+    assert f"Code of the cells: {code}." in (out / "table.md").read_text()
     with pytest.raises(ConfigError, match="different config"):
         run_benchmark(CONFIG, [*TINY, "model.depth=3"], **kwargs)
 

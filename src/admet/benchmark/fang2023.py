@@ -45,13 +45,14 @@ from admet.config import EnsembleConfig, config_to_dict, load_config
 from admet.data import fang2023, load_training_data
 from admet.errors import ConfigError, DataError
 from admet.model import ChempropEnsemble, add_uncertainty_metrics, task_metrics
-from admet.paths import home, raw_dataset_dir
+from admet.paths import home, project_root, raw_dataset_dir
 
 __all__ = [
     "PROTOCOLS",
     "VARIANTS",
     "BenchmarkResult",
     "aggregate",
+    "code_version",
     "head_to_head",
     "paired_differences",
     "paper_table",
@@ -255,6 +256,9 @@ class BenchmarkResult:
             f"{sum(c.get('seconds', 0.0) for c in self.rows) / 3600:.1f} h of training and scoring "
             f"in all (this invocation: {self.wall_seconds:.0f} s).",
         ]
+        codes = sorted({c["code"] for c in self.rows if c.get("code")})
+        if codes:
+            lines.append(f"Code of the cells: {', '.join(codes)}.")
         if not self.complete:
             lines.append("**Incomplete**: cells are missing; run it again (without --report) to fill them.")
         if self.protocol == "imputation":
@@ -420,6 +424,39 @@ def resolve_config(config: str | Path) -> Path:
             raise ConfigError(f"{path}: a model folder needs a config.yaml")
         return path / "config.yaml"
     return path
+
+
+def code_version() -> str:
+    """The code that trains a cell: this checkout's commit, with ``+dirty`` when ``src/`` has
+    uncommitted changes (results written beside it do not count), or the installed package's
+    version outside a git checkout. Stored with every cell, so that cells computed over
+    several sittings say which code produced them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit:
+        return commit + (
+            "+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "src") else ""
+        )
+    try:
+        return version("admet")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _chemprop_version() -> str:
@@ -620,6 +657,8 @@ def run_benchmark(
     data_cache: dict[str, Any] = {}
     shared: dict[tuple[str, int], ChempropEnsemble] = {}
     seed_range = range(seed_offset, seed_offset + seeds)
+    code = code_version()
+    torch_version = _torch_version()
     todo = [(v, e, k) for k in seed_range for v in variants for e in endpoints if (v, e, k) not in done]
     result.complete = not (report_only and todo)
     if report_only:
@@ -676,6 +715,8 @@ def run_benchmark(
             "train_molecules": len(rows),
             "seconds": time.perf_counter() - t0,
             "optimistic": protocol == "imputation",
+            "code": code,
+            "torch": torch_version,
             **uncertainty,
         }
         with cells_path.open("a") as fh:  # one line per finished cell: the resume point

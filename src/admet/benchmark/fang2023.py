@@ -373,8 +373,8 @@ class BenchmarkResult:
         import matplotlib.pyplot as plt
 
         summary = self.summary()
-        endpoints = list(dict.fromkeys(r["endpoint"] for r in summary))
-        variants = list(dict.fromkeys(r["variant"] for r in summary))
+        endpoints = sorted({r["endpoint"] for r in summary}, key=lambda e: _order("", e)[1:])
+        variants = list(dict.fromkeys(r["variant"] for r in summary))  # summary is in table order
         width = 0.8 / max(len(variants), 1)
         fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(endpoints), 4))
         for k, variant in enumerate(variants):
@@ -400,7 +400,7 @@ class BenchmarkResult:
         ax.set_xticks(range(len(endpoints)), endpoints)
         ax.set_ylabel("Pearson r (test)")
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", ncol=len(variants) + 1)  # above the bars
         ax.set_title(f"fang2023, {self.protocol} protocol")
         fig.tight_layout()
         fig.savefig(path, dpi=120)

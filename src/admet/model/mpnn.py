@@ -30,6 +30,7 @@ from admet.model.metrics import error_metrics
 __all__ = ["MONITOR", "MultitaskMPNN"]
 
 MONITOR = "val/mae_macro"
+_FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _criterion_sums(
@@ -119,8 +120,12 @@ class MultitaskMPNN(MPNN):
     def configure_optimizers(self):  # type: ignore[override]
         """Chemprop's Adam and Noam-like schedule, counted in optimiser steps (a loader item
         may hold several of them)."""
-        # foreach: the same Adam update in multi-tensor kernels (a quarter of a small step on CPU)
-        opt = torch.optim.Adam(self.parameters(), self.init_lr, foreach=True)
+        # fused: the same Adam update as one kernel over all parameters (foreach, the default,
+        # is a kernel per operation and took 8% of a small model's CPU step more); foreach
+        # where the parameters' device has no fused kernel
+        params = list(self.parameters())
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES for p in params)
+        opt = torch.optim.Adam(params, self.init_lr, fused=fused, foreach=not fused)
         steps = self.steps_per_epoch or self.trainer.num_training_batches
         warmup = self.warmup_epochs * steps
         cooldown = (self.trainer.max_epochs - self.warmup_epochs) * steps

@@ -427,10 +427,10 @@ def resolve_config(config: str | Path) -> Path:
 
 
 def code_version() -> str:
-    """The code that trains a cell: this checkout's commit, with ``+dirty`` when ``src/`` has
-    uncommitted changes (results written beside it do not count), or the installed package's
-    version outside a git checkout. Stored with every cell, so that cells computed over
-    several sittings say which code produced them."""
+    """The code that trains a cell: the last commit that changed ``src/`` (results and docs
+    committed since do not count), with ``+dirty`` when ``src/`` has uncommitted changes, or
+    the installed package's version outside a git checkout. Stored with every cell, so that
+    cells computed over several sittings say which code produced them."""
     from importlib.metadata import PackageNotFoundError, version
 
     def git(*args: str) -> str | None:
@@ -442,7 +442,7 @@ def code_version() -> str:
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
-    commit = git("rev-parse", "--short", "HEAD")
+    commit = git("log", "-1", "--format=%h", "--", "src")
     if commit:
         return commit + (
             "+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "src") else ""

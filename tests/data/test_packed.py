@@ -39,7 +39,13 @@ def test_batch_equals_chemprop_collate(data, index):
     chem, packed = data
     ref = collate_batch([chem[i] for i in index])
     got = packed[torch.tensor(index)]
-    assert len(got.bmg) == len(ref.bmg) == len(index)
+    assert len(got.bmg) == len(index)
+    _assert_same_batch(ref, got)
+    assert got.V_d is None and got.X_d is None and got.lt_mask is None and got.gt_mask is None
+
+
+def _assert_same_batch(ref, got) -> None:
+    assert len(got.bmg) == len(ref.bmg)
     for field in ("V", "E", "edge_index", "rev_edge_index", "batch"):
         a, b = getattr(ref.bmg, field), getattr(got.bmg, field)
         assert a.dtype == b.dtype and a.shape == b.shape, field
@@ -47,7 +53,18 @@ def test_batch_equals_chemprop_collate(data, index):
     assert torch.equal(ref.Y.isnan(), got.Y.isnan())
     assert torch.equal(ref.Y.nan_to_num(), got.Y.nan_to_num())
     assert torch.equal(ref.w, got.w)
-    assert got.V_d is None and got.X_d is None and got.lt_mask is None and got.gt_mask is None
+
+
+def test_a_group_of_batches_is_each_batch_collated_on_its_own(data):
+    """A loader item of several batches is gathered at once and cut into per-batch views;
+    every view must equal Chemprop's collate of its own indices (local atom and bond
+    numbers, molecule numbers starting at 0 in each batch)."""
+    chem, packed = data
+    sets = [[3, 0, 3, 14], [13], [12, 7, 1, 2, 5], [14, 14]]
+    got = packed[[torch.tensor(s) for s in sets]]
+    assert isinstance(got, list) and len(got) == len(sets)
+    for index, one in zip(sets, got, strict=True):
+        _assert_same_batch(collate_batch([chem[i] for i in index]), one)
 
 
 def test_epoch_batches_cover_the_draw_and_follow_drop_last(data):

@@ -62,6 +62,12 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.nda
     return index, new_starts
 
 
+def _per_set(counts: np.ndarray, first: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Sum of ``counts`` over each run ``first[i] : first[i] + sizes[i]`` (empty runs give 0)."""
+    total = np.concatenate([[0], np.cumsum(counts)])
+    return total[first + sizes] - total[first]
+
+
 @dataclass
 class PackedGraphs:
     """Many molecular graphs as flat tensors plus per-molecule offsets.
@@ -123,13 +129,32 @@ class PackedGraphs:
 
     def batch(self, index: Tensor | np.ndarray | Sequence[int]) -> BatchMolGraph:
         """The ``BatchMolGraph`` of molecules ``index`` (in that order, repeats allowed)."""
-        idx = np.asarray(index.cpu() if isinstance(index, Tensor) else index, dtype=np.int64)
+        return self.batches([index])[0]
+
+    def batches(self, indices: Sequence[Tensor | np.ndarray | Sequence[int]]) -> list[BatchMolGraph]:
+        """One ``BatchMolGraph`` per index set, each equal to :meth:`batch` of that set.
+
+        The sets are gathered together (one gather per field for all of them) and the
+        result is cut into per-batch views, so a group of batches pays the fixed cost of
+        a gather once.
+        """
+        sets = [np.asarray(i.cpu() if isinstance(i, Tensor) else i, dtype=np.int64) for i in indices]
+        sizes = np.array([len(s) for s in sets], dtype=np.int64)
+        idx = np.concatenate(sets)
         a0 = self.atom_offsets[idx]
         n_atoms = self.atom_offsets[idx + 1] - a0
         b0 = self.bond_offsets[idx]
         n_bonds = self.bond_offsets[idx + 1] - b0
         atom_index, atom_starts = _ranges(a0, n_atoms)
         bond_index, bond_starts = _ranges(b0, n_bonds)
+        # each molecule's batch, its place in that batch, and where the batch starts
+        first = np.cumsum(sizes) - sizes
+        which = np.repeat(np.arange(len(sets)), sizes)
+        place = np.arange(len(idx), dtype=np.int64) - first[which]
+        atoms_per_set = _per_set(n_atoms, first, sizes)
+        bonds_per_set = _per_set(n_bonds, first, sizes)
+        atom_starts = atom_starts - (np.cumsum(atoms_per_set) - atoms_per_set)[which]
+        bond_starts = bond_starts - (np.cumsum(bonds_per_set) - bonds_per_set)[which]
         device = self.device
         non_blocking = device.type == "cuda"
 
@@ -137,16 +162,21 @@ class PackedGraphs:
             return torch.from_numpy(a).to(device, non_blocking=non_blocking)
 
         bond_t = dev(bond_index)
-        bmg = BatchMolGraph.__new__(BatchMolGraph)  # fields set below; its __init__ collates MolGraphs
-        bmg.V = self.V.index_select(0, dev(atom_index))
-        bmg.E = self.E.index_select(0, bond_t)
-        bmg.edge_index = self.edge_index.index_select(1, bond_t) + dev(np.repeat(atom_starts, n_bonds))
-        bmg.rev_edge_index = self.rev_edge_index.index_select(0, bond_t) + dev(
-            np.repeat(bond_starts, n_bonds)
-        )
-        bmg.batch = dev(np.repeat(np.arange(len(idx), dtype=np.int64), n_atoms))
-        bmg._BatchMolGraph__size = len(idx)  # type: ignore[attr-defined]  # slots field of BatchMolGraph
-        return bmg
+        shift = dev(np.stack([np.repeat(atom_starts, n_bonds), np.repeat(bond_starts, n_bonds)]))
+        atom_sizes, bond_sizes = atoms_per_set.tolist(), bonds_per_set.tolist()
+        V = self.V.index_select(0, dev(atom_index)).split(atom_sizes)
+        E = self.E.index_select(0, bond_t).split(bond_sizes)
+        edge_index = (self.edge_index.index_select(1, bond_t) + shift[0]).split(bond_sizes, 1)
+        rev_edge_index = (self.rev_edge_index.index_select(0, bond_t) + shift[1]).split(bond_sizes)
+        batch = dev(np.repeat(place, n_atoms)).split(atom_sizes)
+        out = []
+        for i, size in enumerate(sizes.tolist()):
+            bmg = BatchMolGraph.__new__(BatchMolGraph)  # fields set here; its __init__ collates MolGraphs
+            bmg.V, bmg.E, bmg.edge_index = V[i], E[i], edge_index[i]
+            bmg.rev_edge_index, bmg.batch = rev_edge_index[i], batch[i]
+            bmg._BatchMolGraph__size = size  # type: ignore[attr-defined]  # slots field of BatchMolGraph
+            out.append(bmg)
+        return out
 
 
 class PackedMoleculeDataset(Dataset):
@@ -172,18 +202,20 @@ class PackedMoleculeDataset(Dataset):
         """The ``TrainingBatch`` of one index tensor, or a list of them for a list of
         index tensors (a group of batches, see :class:`EpochBatches`)."""
         if isinstance(index, list) and index and isinstance(index[0], Tensor):
-            return [self._batch(i) for i in index]
-        return self._batch(index)
+            return self._batches(index)
+        return self._batches([index])[0]
 
-    def _batch(self, index: Tensor | np.ndarray | Sequence[int]) -> TrainingBatch:
-        idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
-        bmg = self.graphs.batch(idx)
+    def _batches(self, indices: Sequence[Tensor | np.ndarray | Sequence[int]]) -> list[TrainingBatch]:
+        sets = [np.asarray(i, dtype=np.int64) for i in indices]
+        sizes = [len(s) for s in sets]
+        bmgs = self.graphs.batches(sets)
         device = self.graphs.device
-        Y = None
+        Ys: Sequence[Tensor | None] = [None] * len(sets)
         if self.Y is not None:
-            Y = self.Y.index_select(0, idx.to(device, non_blocking=device.type == "cuda"))
-        w = torch.ones((len(idx), 1), device=device)
-        return TrainingBatch(bmg, None, None, Y, w, None, None)
+            idx = torch.from_numpy(np.concatenate(sets)).to(device, non_blocking=device.type == "cuda")
+            Ys = self.Y.index_select(0, idx).split(sizes)
+        ws = torch.ones((sum(sizes), 1), device=device).split(sizes)
+        return [TrainingBatch(b, None, None, Y, w, None, None) for b, Y, w in zip(bmgs, Ys, ws, strict=True)]
 
 
 class SeededShuffle(Sampler[int]):

@@ -168,10 +168,10 @@ def test_ctrl_c_stops_the_worker_once_and_queues_the_trial_again(synthetic_csv, 
     from test_hpo_service import _tail, _wait_for, spawn
 
     storage = f"sqlite:///{tmp_path / 'admet-studies.db'}"
-    # a trial longer than the test's 2 s wait (tiny trials train in seconds): the Ctrl-C
-    # must land inside it, not after the study is done
-    slow = ["n_trials=2", "mlflow.enabled=false", "optimization.max_epochs=300"]
-    slow.append("optimization.patience=300")
+    # a trial far longer than the test's 2 s wait (a tiny trial trains 300 epochs in a few
+    # seconds, and the first trial could end before the Ctrl-C): it must land inside a fit
+    slow = ["n_trials=2", "mlflow.enabled=false", "optimization.max_epochs=5000"]
+    slow.append("optimization.patience=5000")
     worker = spawn(tmp_path, *run_args(synthetic_csv, storage, *slow))
 
     def training() -> bool:

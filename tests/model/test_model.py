@@ -57,6 +57,23 @@ def test_deterministic_on_cpu(synthetic_csv, trained):
     assert not np.array_equal(model.predict_array(val.smiles), different.predict_array(val.smiles))
 
 
+def test_training_skips_the_nan_fill_of_deterministic_mode_and_restores_it(synthetic_csv):
+    class Flags(Callback):
+        def on_train_batch_start(self, *args) -> None:
+            self.seen = (torch.are_deterministic_algorithms_enabled(), flags.fill_uninitialized_memory)
+
+    flags = torch.utils.deterministic
+    before = flags.fill_uninitialized_memory
+    model = ChempropModel.from_config({}, tiny_overrides(synthetic_csv, optimization__max_epochs=1))
+    data = load_training_data(model.config)
+    tr, va = holdout_split(data, 5, "random", 0)
+    probe = Flags()
+    model.fit(data.subset(tr), data.subset(va), callbacks=[probe])
+    # deterministic kernels stay on while training; the NaN fill of new tensors is off
+    assert probe.seen == (True, False)
+    assert flags.fill_uninitialized_memory is before
+
+
 def test_save_load_reproduces_predictions_exactly(trained, tmp_path):
     model, _, val = trained
     model.save(tmp_path / "m")

@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 LIGHT = [
+    "admet.interrupt",
     "admet.config",
     "admet.config.loader",
     "admet.config.phases",

@@ -16,12 +16,13 @@ import admet
 
 SRC = Path(admet.__file__).parent
 # Foundation modules every layer may use; they import nothing from admet but each other.
-BASE = {"errors", "paths", "redact", "_lazy"}
+BASE = {"errors", "interrupt", "paths", "redact", "_lazy"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "_lazy": set(),
     "paths": set(),
     "redact": set(),
+    "interrupt": set(),
     "tracking": BASE,
     "config": {"errors", "_lazy", "paths"},
     "data": BASE | {"config"},

@@ -25,6 +25,7 @@ from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from admet import interrupt
 from admet.errors import AdmetError, BudgetTakenError, ConfigError, DataError, TrainingDivergedError
 from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.mlflow_mirror import MlflowMirror
@@ -259,50 +260,65 @@ def run_worker(
         initial=budget(study)["FINISHED"],
     )
     started = time.monotonic()
-    while True:
-        if timeout is not None and ran and time.monotonic() - started >= timeout:
-            logger.info("worker %d: its timeout of %g s is spent; starting no more trials", index, timeout)
-            break
-        until_reachable(lambda: fail_stale_trials(study))
-        counts = until_reachable(lambda: budget(study))
-        bar.n = min(counts["FINISHED"], spec.n_trials)
-        bar.refresh()
-        step = next_step(counts, spec.n_trials)
-        if step == "done":
-            break
-        if step == "wait":
-            time.sleep(max(1, min(spec.heartbeat_interval, 10)))  # let running trials end
-            continue
-        objective.current_trial = None
-        try:
-            study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
-        except KeyboardInterrupt:
-            bar.close()
-            raise KeyboardInterrupt(
-                _after_interrupt(study, objective.current_trial, spec.max_retry)
-            ) from None
-        except STORAGE_ERRORS:
-            # the database went away around a trial's start or end for longer than the
-            # retry window: wait for it; a trial left RUNNING is failed as stale and retried
-            until_reachable(lambda: budget(study))
-            continue
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError, AssertionError) as exc:
-            if not _taken_over(study, objective.current_trial, exc):
-                raise
-            # another worker failed this trial as stale while the database was away and
-            # queued its retry: this worker drops the trial and carries on
-            logger.warning(
-                "trial %s was taken over by another worker (its heartbeat was lost); carrying on",
-                objective.current_trial,
+    # Ctrl-C lands between database calls and is never lost (admet.interrupt)
+    with interrupt.deliver_at_safe_points():
+        while True:
+            if timeout is not None and ran and time.monotonic() - started >= timeout:
+                logger.info(
+                    "worker %d: its timeout of %g s is spent; starting no more trials", index, timeout
+                )
+                break
+            until_reachable(lambda: fail_stale_trials(study))
+            counts = until_reachable(lambda: budget(study))
+            bar.n = min(counts["FINISHED"], spec.n_trials)
+            bar.refresh()
+            step = next_step(counts, spec.n_trials)
+            if step == "done":
+                break
+            if step == "wait":
+                time.sleep(max(1, min(spec.heartbeat_interval, 10)))  # let running trials end
+                continue
+            objective.current_trial = None
+            try:
+                interrupt.check()
+                study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
+                objective.current_trial = None
+                interrupt.check()  # one pressed during the trial and swallowed (in a finalizer)
+            except KeyboardInterrupt:
+                interrupt.consume()
+                bar.close()
+                raise KeyboardInterrupt(
+                    _after_interrupt(study, objective.current_trial, spec.max_retry)
+                ) from None
+            except STORAGE_ERRORS:
+                # the database went away around a trial's start or end for longer than the
+                # retry window: wait for it; a trial left RUNNING is failed as stale and retried
+                until_reachable(lambda: budget(study))
+                continue
+            except (
+                optuna.exceptions.UpdateFinishedTrialError,
+                RuntimeError,
+                ValueError,
+                AssertionError,
+            ) as exc:
+                if not _taken_over(study, objective.current_trial, exc):
+                    raise
+                # another worker failed this trial as stale while the database was away and
+                # queued its retry: this worker drops the trial and carries on
+                logger.warning(
+                    "trial %s was taken over by another worker (its heartbeat was lost); carrying on",
+                    objective.current_trial,
+                )
+                continue
+            ran += 1
+            streak = failure_streak(
+                until_reachable(lambda: study.get_trials(deepcopy=False)), objective.worker
             )
-            continue
-        ran += 1
-        streak = failure_streak(until_reachable(lambda: study.get_trials(deepcopy=False)), objective.worker)
-        if streak:
-            reason = streak[-1].user_attrs.get("fail_reason", "see the log")
-            raise AdmetError(
-                f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed on this worker (last: {reason}); "
-                "stopping instead of failing forever"
-            )
+            if streak:
+                reason = streak[-1].user_attrs.get("fail_reason", "see the log")
+                raise AdmetError(
+                    f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed on this worker (last: {reason}); "
+                    "stopping instead of failing forever"
+                )
     bar.close()
     return WorkerResult(ran, budget(study)["FINISHED"], False, index)

@@ -10,10 +10,18 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
+from admet import interrupt
 from admet.config.phases import ALL_PHASES
 from admet.sampling import CurriculumState, JointSampler
 
-__all__ = ["CurriculumCallback", "EpochHistory", "SamplerStatsCallback", "epoch_metrics", "record"]
+__all__ = [
+    "CurriculumCallback",
+    "DeliverCtrlC",
+    "EpochHistory",
+    "SamplerStatsCallback",
+    "epoch_metrics",
+    "record",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +129,12 @@ class CurriculumCallback(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.state.load_state_dict(state_dict)
+
+
+class DeliverCtrlC(Callback):
+    """Stops the fit after the next training batch for a Ctrl-C that :mod:`admet.interrupt`
+    recorded but did not raise where it landed (inside a database call, such as an MLflow
+    write, or swallowed by a finalizer); Lightning then shuts down as for any Ctrl-C."""
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        interrupt.check()

@@ -49,7 +49,7 @@ from admet.model.calibration import (
     fit_residual_calibration,
     prediction_frame,
 )
-from admet.model.callbacks import CurriculumCallback, EpochHistory, SamplerStatsCallback
+from admet.model.callbacks import CurriculumCallback, DeliverCtrlC, EpochHistory, SamplerStatsCallback
 from admet.model.heads import build_predictor
 from admet.model.layers import AGGREGATIONS, BondMessagePassing
 from admet.model.metrics import regression_metrics
@@ -313,6 +313,7 @@ class ChempropModel:
                         )
                     )
             all_callbacks += [
+                DeliverCtrlC(),
                 EarlyStopping(MONITOR, patience=opt.patience, mode="min", check_finite=True),
                 checkpoint,
                 history,
@@ -332,6 +333,7 @@ class ChempropModel:
                 log_every_n_steps=1,  # nothing is logged per step (see MultitaskMPNN)
                 default_root_dir=ckpt_dir,
             )
+            sigint = signal.getsignal(signal.SIGINT)
             try:
                 with _no_nan_fill():
                     trainer.fit(mpnn, train_loader, val_loader)
@@ -339,8 +341,9 @@ class ChempropModel:
                 if not trainer.interrupted:
                     raise
                 # Lightning turns Ctrl-C into SystemExit(1) and ignores further Ctrl-Cs;
-                # give callers (the HPO worker, the CLIs) the KeyboardInterrupt back.
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                # give callers (the HPO worker, the CLIs) their handler and the
+                # KeyboardInterrupt back.
+                signal.signal(signal.SIGINT, sigint if callable(sigint) else signal.default_int_handler)
                 raise KeyboardInterrupt from None
             best = checkpoint.best_model_score
             if not checkpoint.best_model_path or best is None or not math.isfinite(float(best)):

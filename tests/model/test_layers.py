@@ -24,20 +24,50 @@ def bmg():
     return packed.batch(torch.arange(len(smiles)))
 
 
-@pytest.mark.parametrize("undirected", [False, True])
-def test_bond_message_passing_matches_chemprop(bmg, undirected):
+@pytest.mark.parametrize(
+    ("undirected", "bias", "dropout", "depth"),
+    [
+        (False, False, 0.0, 4),
+        (False, True, 0.0, 3),
+        (False, False, 0.3, 3),
+        (False, True, 0.2, 1),
+        (True, False, 0.0, 4),
+    ],
+)
+def test_bond_message_passing_matches_chemprop(bmg, undirected, bias, dropout, depth):
     fdim = default_cache().featurizer
-    kw = dict(d_v=fdim.atom_fdim, d_e=fdim.bond_fdim, d_h=24, depth=4, undirected=undirected)
+    kw = dict(d_v=fdim.atom_fdim, d_e=fdim.bond_fdim, d_h=24, depth=depth, undirected=undirected)
+    kw.update(bias=bias, dropout=dropout)
     torch.manual_seed(0)
     ref = cnn.BondMessagePassing(**kw)
     ours = fast.BondMessagePassing(**kw)
     ours.load_state_dict(ref.state_dict())  # same parameters, same names
-    out_ref, out = ref(bmg), ours(bmg)
+    torch.manual_seed(1)  # the same dropout masks, drawn in the same order
+    out_ref = ref(bmg)
+    torch.manual_seed(1)
+    out = ours(bmg)
+    # the written-out forward and backward pass where it applies, autograd elsewhere
+    assert ("_ReluBondMessagePassing" in out.grad_fn.name()) is not undirected
     torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-6)
     out_ref.square().sum().backward()
     out.square().sum().backward()
     for (name, p_ref), p in zip(ref.named_parameters(), ours.parameters(), strict=True):
         torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_written_out_backward_pass_is_the_gradient(bmg):
+    """Finite differences in float64 agree with the backward pass of every weight."""
+    fdim = default_cache().featurizer
+    layer = fast.BondMessagePassing(d_v=fdim.atom_fdim, d_e=fdim.bond_fdim, d_h=5, depth=3, bias=True)
+    weights = [p.detach().double().requires_grad_() for p in (layer.W_i.weight, layer.W_i.bias)]
+    weights += [p.detach().double().requires_grad_() for p in (layer.W_h.weight, layer.W_h.bias)]
+    weights += [p.detach().double().requires_grad_() for p in (layer.W_o.weight, layer.W_o.bias)]
+    V, E = bmg.V.double(), bmg.E.double()
+
+    def run(*w):
+        return fast._ReluBondMessagePassing.apply(V, E, bmg.edge_index, bmg.rev_edge_index, 3, 0.0, *w)
+
+    assert torch.autograd.gradcheck(run, weights, eps=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["mean", "sum", "norm"])

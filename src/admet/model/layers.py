@@ -12,9 +12,18 @@ features and messages) apply their weight's two column blocks separately: the at
 of ``W_i`` then runs once per atom instead of once per bond, and ``W_o``'s backward pass
 computes no gradient for the atom features, which need none. Kept as subclasses so
 that everything else (initialisation, update, dropout, hparams) stays Chemprop's.
+
+With ReLU (Chemprop's default activation), directed messages, no extra atom descriptors
+and no graph transform, a training step runs the whole message passing as one autograd
+node (:class:`_ReluBondMessagePassing`) with its backward pass written out: the same
+products and sums, without recording about thirty autograd nodes per step and replaying
+them one by one, which cost a small model as much as its arithmetic on a CPU (and a kernel
+launch each on a GPU).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +62,22 @@ class BondMessagePassing(cnn.BondMessagePassing):
         return self.dropout(self.tau(_split_linear(self.W_o, V, M)))
 
     def forward(self, bmg: BatchMolGraph, V_d: Tensor | None = None) -> Tensor:
+        if self._fused(bmg, V_d):
+            dropout = self.dropout.p if self.training else 0.0
+            return _ReluBondMessagePassing.apply(
+                bmg.V,
+                bmg.E,
+                bmg.edge_index,
+                bmg.rev_edge_index,
+                self.depth,
+                dropout,
+                self.W_i.weight,
+                self.W_i.bias,
+                self.W_h.weight,
+                self.W_h.bias,
+                self.W_o.weight,
+                self.W_o.bias,
+            )
         bmg = self.graph_transform(bmg)
         H_0 = self.initialize(bmg)
         H = self.tau(H_0)
@@ -62,6 +87,104 @@ class BondMessagePassing(cnn.BondMessagePassing):
             H = self.update(self.message(H, bmg), H_0)
         M = H.new_zeros(bmg.V.shape[0], H.shape[1]).index_add_(0, bmg.edge_index[1], H)
         return self.finalize(M, bmg.V, V_d)
+
+    def _fused(self, bmg: BatchMolGraph, V_d: Tensor | None) -> bool:
+        """Whether :class:`_ReluBondMessagePassing` computes exactly this forward pass (and
+        a gradient is wanted: inference takes the plain path, which saves nothing)."""
+        return (
+            torch.is_grad_enabled()
+            and V_d is None
+            and type(self.tau) is torch.nn.ReLU
+            and not self.undirected
+            and isinstance(self.graph_transform, torch.nn.Identity)
+            and not (bmg.V.requires_grad or bmg.E.requires_grad)
+        )
+
+
+class _ReluBondMessagePassing(torch.autograd.Function):
+    """Chemprop's bond message passing with ReLU and dropout ``p`` (0 when not training),
+    forward and backward written out; gradients for the weights only (the graph's
+    features are data). ``rev_edge_index`` pairs each bond with its reverse, so it is its
+    own inverse: the gradient of gathering by it is gathering by it again.
+
+    Forward, with ``X = W_i(V[src] ‖ E)``: ``H = relu(X)``; ``depth - 1`` times
+    ``H = dropout(relu(X + W_h(S[src] - H[rev])))`` where ``S`` sums ``H`` into each bond's
+    destination atom; then ``dropout(relu(W_o(V ‖ S)))``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        V: Tensor,
+        E: Tensor,
+        edge_index: Tensor,
+        rev: Tensor,
+        depth: int,
+        p: float,
+        W_i: Tensor,
+        b_i: Tensor | None,
+        W_h: Tensor,
+        b_h: Tensor | None,
+        W_o: Tensor,
+        b_o: Tensor | None,
+    ) -> Tensor:
+        src, dst = edge_index
+        n_atoms, d_v = V.shape
+        X = torch.addmm(F.linear(V, W_i[:, :d_v]).index_select(0, src), E, W_i[:, d_v:].t())
+        if b_i is not None:
+            X += b_i
+        H = X.relu()
+        Hs, Ms = [H], []
+        for _ in range(1, depth):
+            M = _into_atoms(H, dst, n_atoms).index_select(0, src).sub_(H.index_select(0, rev))
+            Z = torch.addmm(X, M, W_h.t())
+            if b_h is not None:
+                Z += b_h
+            H = F.dropout(Z.relu_(), p)
+            Hs.append(H)
+            Ms.append(M)
+        S = _into_atoms(H, dst, n_atoms)
+        out = F.dropout(torch.addmm(F.linear(V, W_o[:, :d_v], b_o), S, W_o[:, d_v:].t()).relu_(), p)
+        ctx.depth, ctx.p, ctx.biases = depth, p, (b_i is not None, b_h is not None, b_o is not None)
+        ctx.save_for_backward(V, E, src, dst, rev, W_h, W_o, S, out, *Hs, *Ms)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        V, E, src, dst, rev, W_h, W_o, S, out, *saved = ctx.saved_tensors
+        Hs, Ms = saved[: ctx.depth], saved[ctx.depth :]
+        n_atoms, d_v = V.shape
+        keep = 1.0 / (1.0 - ctx.p) if ctx.p > 0 else 1.0
+
+        def through_relu(g: Tensor, y: Tensor, dropped: bool = True) -> Tensor:
+            # relu then dropout: y > 0 exactly where both let the gradient through
+            g = torch.ops.aten.threshold_backward(g, y, 0)
+            return g * keep if dropped and keep != 1.0 else g
+
+        G = through_relu(grad, out)
+        dW_o = torch.cat((G.t() @ V, G.t() @ S), 1)
+        db_o = G.sum(0) if ctx.biases[2] else None
+        dH = (G @ W_o[:, d_v:]).index_select(0, dst)
+        dX = db_h = None
+        dW_h = torch.zeros_like(W_h) if ctx.depth > 1 else None  # unused at depth 1
+        for t in range(ctx.depth - 1, 0, -1):
+            dZ = through_relu(dH, Hs[t])
+            dX = dZ if dX is None else dX + dZ
+            dW_h.addmm_(dZ.t(), Ms[t - 1])  # type: ignore[union-attr]
+            if ctx.biases[1]:
+                db_h = dZ.sum(0) if db_h is None else db_h + dZ.sum(0)
+            dM = dZ @ W_h
+            dH = _into_atoms(dM, src, n_atoms).index_select(0, dst).sub_(dM.index_select(0, rev))
+        dZ = through_relu(dH, Hs[0], dropped=False)
+        dX = dZ if dX is None else dX + dZ
+        dW_i = torch.cat((_into_atoms(dX, src, n_atoms).t() @ V, dX.t() @ E), 1)
+        db_i = dX.sum(0) if ctx.biases[0] else None
+        return None, None, None, None, None, None, dW_i, db_i, dW_h, db_h, dW_o, db_o
+
+
+def _into_atoms(H: Tensor, index: Tensor, n_atoms: int) -> Tensor:
+    """Rows of ``H`` summed into the atoms ``index`` names."""
+    return H.new_zeros(n_atoms, H.shape[1]).index_add_(0, index, H)
 
 
 def _split_linear(

@@ -47,8 +47,7 @@ _UNSAFE = (
     "/_weakrefset.py",
 )
 
-_pending = False
-_presses = 0
+_presses = 0  # Ctrl-Cs recorded and not yet consumed
 
 
 def _held_back_in(frame: FrameType | None) -> bool:
@@ -61,8 +60,7 @@ def _held_back_in(frame: FrameType | None) -> bool:
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    global _pending, _presses
-    _pending = True
+    global _presses
     _presses += 1
     if _presses > 1 or not _held_back_in(frame):
         raise KeyboardInterrupt
@@ -70,19 +68,18 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 def pending() -> bool:
     """Whether a Ctrl-C was pressed and has not been consumed yet."""
-    return _pending
+    return _presses > 0
 
 
 def consume() -> None:
     """Mark the recorded Ctrl-C as handled (the caller is stopping because of it)."""
-    global _pending, _presses
-    _pending = False
+    global _presses
     _presses = 0
 
 
 def check() -> None:
     """Raise ``KeyboardInterrupt`` for a Ctrl-C that was recorded but not handled yet."""
-    if _pending:
+    if _presses:
         consume()
         raise KeyboardInterrupt
 

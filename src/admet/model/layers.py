@@ -51,7 +51,7 @@ class BondMessagePassing(cnn.BondMessagePassing):
 
     def message(self, H: Tensor, bmg: BatchMolGraph) -> Tensor:
         src, dst = bmg.edge_index
-        M_all = H.new_zeros(bmg.V.shape[0], H.shape[1]).index_add_(0, dst, H)
+        M_all = _sum_into(H, dst, bmg.V.shape[0])
         return M_all.index_select(0, src) - H.index_select(0, bmg.rev_edge_index)
 
     def finalize(self, M: Tensor, V: Tensor, V_d: Tensor | None) -> Tensor:
@@ -85,8 +85,7 @@ class BondMessagePassing(cnn.BondMessagePassing):
             if self.undirected:
                 H = (H + H.index_select(0, bmg.rev_edge_index)) / 2
             H = self.update(self.message(H, bmg), H_0)
-        M = H.new_zeros(bmg.V.shape[0], H.shape[1]).index_add_(0, bmg.edge_index[1], H)
-        return self.finalize(M, bmg.V, V_d)
+        return self.finalize(_sum_into(H, bmg.edge_index[1], bmg.V.shape[0]), bmg.V, V_d)
 
     def _fused(self, bmg: BatchMolGraph, V_d: Tensor | None) -> bool:
         """Whether :class:`_ReluBondMessagePassing` computes exactly this forward pass (and
@@ -136,14 +135,14 @@ class _ReluBondMessagePassing(torch.autograd.Function):
         H = X.relu()
         Hs, Ms = [H], []
         for _ in range(1, depth):
-            M = _into_atoms(H, dst, n_atoms).index_select(0, src).sub_(H.index_select(0, rev))
+            M = _sum_into(H, dst, n_atoms).index_select(0, src).sub_(H.index_select(0, rev))
             Z = torch.addmm(X, M, W_h.t())
             if b_h is not None:
                 Z += b_h
             H = F.dropout(Z.relu_(), p)
             Hs.append(H)
             Ms.append(M)
-        S = _into_atoms(H, dst, n_atoms)
+        S = _sum_into(H, dst, n_atoms)
         out = F.dropout(torch.addmm(F.linear(V, W_o[:, :d_v], b_o), S, W_o[:, d_v:].t()).relu_(), p)
         ctx.depth, ctx.p, ctx.biases = depth, p, (b_i is not None, b_h is not None, b_o is not None)
         ctx.save_for_backward(V, E, src, dst, rev, W_h, W_o, S, out, *Hs, *Ms)
@@ -174,17 +173,17 @@ class _ReluBondMessagePassing(torch.autograd.Function):
             if ctx.biases[1]:
                 db_h = dZ.sum(0) if db_h is None else db_h + dZ.sum(0)
             dM = dZ @ W_h
-            dH = _into_atoms(dM, src, n_atoms).index_select(0, dst).sub_(dM.index_select(0, rev))
+            dH = _sum_into(dM, src, n_atoms).index_select(0, dst).sub_(dM.index_select(0, rev))
         dZ = through_relu(dH, Hs[0], dropped=False)
         dX = dZ if dX is None else dX + dZ
-        dW_i = torch.cat((_into_atoms(dX, src, n_atoms).t() @ V, dX.t() @ E), 1)
+        dW_i = torch.cat((_sum_into(dX, src, n_atoms).t() @ V, dX.t() @ E), 1)
         db_i = dX.sum(0) if ctx.biases[0] else None
         return None, None, None, None, None, None, dW_i, db_i, dW_h, db_h, dW_o, db_o
 
 
-def _into_atoms(H: Tensor, index: Tensor, n_atoms: int) -> Tensor:
-    """Rows of ``H`` summed into the atoms ``index`` names."""
-    return H.new_zeros(n_atoms, H.shape[1]).index_add_(0, index, H)
+def _sum_into(H: Tensor, index: Tensor, n_rows: int) -> Tensor:
+    """Rows of ``H`` summed into the ``n_rows`` rows ``index`` names (atoms, or molecules)."""
+    return H.new_zeros(n_rows, H.shape[1]).index_add_(0, index, H)
 
 
 def _split_linear(
@@ -202,8 +201,7 @@ def _split_linear(
 
 def _sum_by_molecule(H: Tensor, batch: Tensor, size: int | None) -> Tensor:
     # size known from the batch avoids Chemprop's batch.max() (a host sync on a GPU)
-    n = int(batch.max()) + 1 if size is None else size
-    return H.new_zeros(n, H.shape[1]).index_add_(0, batch, H)
+    return _sum_into(H, batch, int(batch.max()) + 1 if size is None else size)
 
 
 class SumAggregation(cnn.SumAggregation):

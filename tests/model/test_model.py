@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from admet.data.training import holdout_split, load_training_data
 from admet.model.metrics import regression_metrics, task_metrics
-from admet.model.model import ChempropModel, TrainingDivergedError
+from admet.model.model import ChempropModel, TrainingDivergedError, freeze_startup_heap
 from admet.sampling import CurriculumState, JointSampler
 
 
@@ -55,6 +57,16 @@ def test_deterministic_on_cpu(synthetic_csv, trained):
     np.testing.assert_array_equal(model.predict_array(val.smiles), again.predict_array(val.smiles))
     different, _, _ = _fit(synthetic_csv, optimization__seed=7)
     assert not np.array_equal(model.predict_array(val.smiles), different.predict_array(val.smiles))
+
+
+def test_a_fit_takes_the_startup_heap_out_of_garbage_collection_once(trained):
+    # the module's fixture has fitted: what was alive then is frozen, and stays so
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    gc.collect()
+    assert gc.get_freeze_count() == frozen
+    assert freeze_startup_heap() is False
+    assert gc.get_freeze_count() == frozen
 
 
 def test_training_skips_the_nan_fill_of_deterministic_mode_and_restores_it(synthetic_csv):

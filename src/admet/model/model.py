@@ -19,6 +19,7 @@ Chemprop's seeded shuffle.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -106,6 +107,29 @@ def _no_nan_fill() -> Iterator[None]:
         yield
     finally:
         flags.fill_uninitialized_memory = previous
+
+
+def freeze_startup_heap() -> bool:
+    """Move every object the garbage collector tracks now out of its future scans, once
+    per process; True when this call did it.
+
+    A fresh process holds about half a million tracked objects after importing torch,
+    Lightning, Chemprop, RDKit and MLflow, nearly all alive until it exits. The first full
+    collection that a fit's allocations trigger scans them all: 0.6 s on a 2-core machine,
+    as long as the three epochs of a small model. :func:`gc.freeze` (CPython's own remedy,
+    one list splice) leaves later collections to the objects made afterwards. What is
+    frozen is never collected, so garbage cycles alive at the first fit (none to speak of
+    in a process that has only imported and loaded data) stay in memory.
+    """
+    global _STARTUP_HEAP_FROZEN
+    if _STARTUP_HEAP_FROZEN:
+        return False
+    gc.freeze()
+    _STARTUP_HEAP_FROZEN = True
+    return True
+
+
+_STARTUP_HEAP_FROZEN = False
 
 
 class ChempropModel:
@@ -267,6 +291,7 @@ class ChempropModel:
             raise DataError(f"training/validation tasks must be {self.task_names}")
         cfg, opt = self.config, self.config.optimization
         start = time.perf_counter()
+        freeze_startup_heap()
         pl.seed_everything(opt.seed, workers=True, verbose=False)
         device = resolve_device(opt.accelerator)
         # Chemprop's target scaling: sklearn's StandardScaler fitted on the training split

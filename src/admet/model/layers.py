@@ -139,11 +139,15 @@ class _ReluBondMessagePassing(torch.autograd.Function):
             Z = torch.addmm(X, M, W_h.t())
             if b_h is not None:
                 Z += b_h
-            H = F.dropout(Z.relu_(), p)
+            H = Z.relu_()
+            if p:  # the call costs microseconds even when it returns its input
+                H = F.dropout(H, p)
             Hs.append(H)
             Ms.append(M)
         S = _sum_into(H, dst, n_atoms)
-        out = F.dropout(torch.addmm(F.linear(V, W_o[:, :d_v], b_o), S, W_o[:, d_v:].t()).relu_(), p)
+        out = torch.addmm(F.linear(V, W_o[:, :d_v], b_o), S, W_o[:, d_v:].t()).relu_()
+        if p:
+            out = F.dropout(out, p)
         ctx.depth, ctx.p, ctx.biases = depth, p, (b_i is not None, b_h is not None, b_o is not None)
         ctx.save_for_backward(V, E, src, dst, rev, W_h, W_o, S, out, *Hs, *Ms)
         return out

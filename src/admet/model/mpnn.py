@@ -144,8 +144,9 @@ class MultitaskMPNN(MPNN):
         targets = targets.nan_to_num(nan=0.0)
         preds = self.predictor.train_step(self.fingerprint(bmg, V_d, X_d))
         total, count = _criterion_sums(self.criterion, preds, targets, mask, weights, lt_mask, gt_mask)
-        self._loss_sum += total.detach()
-        self._label_count += count
+        # in place: an attribute assignment would go through nn.Module.__setattr__ twice a step
+        self._loss_sum.add_(total.detach())
+        self._label_count.add_(count)
         return total / count
 
     def training_step(self, batch, batch_idx: int = 0) -> None:  # type: ignore[override]
@@ -195,8 +196,8 @@ class MultitaskMPNN(MPNN):
         total, count = _criterion_sums(
             self.metrics[-1], preds, targets.nan_to_num(nan=0.0), mask, weights, lt_mask, gt_mask
         )
-        self._val_loss_sum += total
-        self._val_label_count += count
+        self._val_loss_sum.add_(total)
+        self._val_label_count.add_(count)
         self._val_preds.append(preds.detach())
         self._val_targets.append(targets.detach())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import warnings
 
 import optuna
@@ -11,9 +13,9 @@ from sqlalchemy.exc import OperationalError
 
 from admet.config import load_config
 from admet.data.training import holdout_split, load_training_data
-from admet.errors import ConfigError
+from admet.errors import BudgetTakenError, ConfigError
 from admet.hpo.objective import TrialPruningCallback
-from admet.hpo.runner import create_or_load_study
+from admet.hpo.runner import _quiet_lost_races, create_or_load_study
 from admet.hpo.spec import load_study_spec
 from admet.hpo.storage import _retrying
 from admet.model.model import ChempropModel
@@ -109,3 +111,26 @@ def test_legacy_curriculum_only_keeps_curriculum_only_sampling():
     ):
         warnings.simplefilter("ignore", DeprecationWarning)
         load_config({"curriculum": {"enabled": True}, "joint_sampling": {"enabled": False}})
+
+
+def test_a_trial_that_lost_the_budget_race_is_logged_in_one_line_without_traceback():
+    from optuna.study._optimize import _log_failed_trial
+
+    _quiet_lost_races()
+    _quiet_lost_races()  # idempotent
+    target = logging.getLogger("optuna.study._optimize")
+    assert sum(type(f).__name__ == "_LostRaceWithoutTraceback" for f in target.filters) == 1
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    target.addHandler(handler)
+    try:
+        for error in (BudgetTakenError("trial 3: study budget already taken"), ValueError("a real bug")):
+            try:
+                raise error
+            except Exception as exc:
+                _log_failed_trial(3, {}, repr(exc), exc_info=(type(exc), exc, exc.__traceback__))
+    finally:
+        target.removeHandler(handler)
+    lost, bug = out.getvalue().split("Trial 3 failed with value None.")[:2]
+    assert "study budget already taken" in lost and "Traceback" not in lost
+    assert "Traceback" in bug and "a real bug" in bug  # other failures keep theirs

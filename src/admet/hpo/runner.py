@@ -48,6 +48,27 @@ MAX_CONSECUTIVE_FAILURES = 5
 CATCH = (BudgetTakenError, TrainingDivergedError, ConfigError, DataError, MemoryError, torch.OutOfMemoryError)
 
 
+class _LostRaceWithoutTraceback(logging.Filter):
+    """Optuna logs every failed trial with its traceback. A trial that :func:`claim
+    <admet.hpo.budget.claim>` refused lost a race for the budget between workers, which
+    the one-line message says in full; its traceback would read as a crash in a worker's
+    log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], BudgetTakenError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_lost_races() -> None:
+    """Install :class:`_LostRaceWithoutTraceback` on the logger of Optuna's trial loop
+    (once per process)."""
+    optimize_logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _LostRaceWithoutTraceback) for f in optimize_logger.filters):
+        optimize_logger.addFilter(_LostRaceWithoutTraceback())
+
+
 @dataclass
 class WorkerResult:
     """What one worker did."""
@@ -232,6 +253,7 @@ def run_worker(
         (2, 2)
     """
     url = resolve_storage_url(storage_url)
+    _quiet_lost_races()
     probe = create_or_load_study(spec, url, 0, allow_space_change=allow_space_change)
     if budget(probe)["FINISHED"] >= spec.n_trials:
         return WorkerResult(0, budget(probe)["FINISHED"], True, -1)

@@ -69,6 +69,41 @@ def test_a_fit_takes_the_startup_heap_out_of_garbage_collection_once(trained):
     assert gc.get_freeze_count() == frozen
 
 
+def test_steps_skip_lightnings_empty_wrappers_yet_count_and_train_as_through_them(synthetic_csv, trained):
+    class Steps(Callback):
+        """Counts what Lightning's wrappers would report (never through on_before_*)."""
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.direct = pl_module._direct_steps
+            self.global_step = trainer.global_step
+
+    class Hooked(Steps):
+        """A callback with a per-step hook: the wrappers must run, and run it every step."""
+
+        calls = 0
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            self.calls += 1
+
+    def fit(probe: Steps) -> ChempropModel:
+        model = ChempropModel.from_config({}, tiny_overrides(synthetic_csv))
+        data = load_training_data(model.config)
+        tr, va = holdout_split(data, 5, "random", 0)
+        model.fit(data.subset(tr), data.subset(va), callbacks=[probe])
+        return model
+
+    direct, wrapped = Steps(), Hooked()
+    fast, slow = fit(direct), fit(wrapped)
+    assert direct.direct is True and wrapped.direct is False
+    steps_per_epoch = fast.mpnn.steps_per_epoch
+    assert direct.global_step == wrapped.global_step == wrapped.calls == 3 * steps_per_epoch
+    for a, b in zip(fast.mpnn.state_dict().values(), slow.mpnn.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # and the module's fixture (no probe) trained the same weights
+    model, _, val = trained
+    np.testing.assert_array_equal(model.predict_array(val.smiles), fast.predict_array(val.smiles))
+
+
 def test_training_skips_the_nan_fill_of_deterministic_mode_and_restores_it(synthetic_csv):
     class Flags(Callback):
         def on_train_batch_start(self, *args) -> None:

@@ -136,6 +136,7 @@ class MultitaskMPNN(MPNN):
     # automatic loop would take them, but with Lightning's per-call hooks paid once per group.
     automatic_optimization = False
     steps_per_epoch: int | None = None  # optimiser steps per epoch (for the LR schedule)
+    _direct_steps = False  # set per fit in on_train_start (wrappers_do_nothing)
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):  # type: ignore[override]
         """A Chemprop ``TrainingBatch`` (or a list of them) moved field by field; one
@@ -193,14 +194,13 @@ class MultitaskMPNN(MPNN):
         opt = self.optimizers()
         sched = self.lr_schedulers()
         params = [p for group in opt.param_groups for p in group["params"]]
-        direct = getattr(self, "_direct_steps", False)
         for one in batch if isinstance(batch, list) else [batch]:
             loss = self._loss(one)
             # what opt.zero_grad() does (set_to_none), without its profiler scope: about
             # 40 us per step, 2% of a small model's step (no hook runs on it here)
             for p in params:
                 p.grad = None
-            if direct:
+            if self._direct_steps:
                 # Lightning's wrappers, minus the hook calls that would find nothing to run
                 # (wrappers_do_nothing): 0.5-0.6 ms of a small model's 4-5 ms CPU step. The
                 # counters are Lightning's own, so trainer.global_step stays right.

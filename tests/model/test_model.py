@@ -76,6 +76,9 @@ def test_steps_skip_lightnings_empty_wrappers_yet_count_and_train_as_through_the
         def on_train_end(self, trainer, pl_module) -> None:
             self.direct = pl_module._direct_steps
             self.global_step = trainer.global_step
+            step = pl_module._optimizer_step
+            # the direct path calls Adam's fused kernel itself once its state exists
+            self.fused_shortcut = step is not None and step._state is pl_module.optimizers().optimizer.state
 
     class Hooked(Steps):
         """A callback with a per-step hook: the wrappers must run, and run it every step."""
@@ -95,6 +98,7 @@ def test_steps_skip_lightnings_empty_wrappers_yet_count_and_train_as_through_the
     direct, wrapped = Steps(), Hooked()
     fast, slow = fit(direct), fit(wrapped)
     assert direct.direct is True and wrapped.direct is False
+    assert direct.fused_shortcut is True and wrapped.fused_shortcut is False
     steps_per_epoch = fast.mpnn.steps_per_epoch
     assert direct.global_step == wrapped.global_step == wrapped.calls == 3 * steps_per_epoch
     for a, b in zip(fast.mpnn.state_dict().values(), slow.mpnn.state_dict().values(), strict=True):

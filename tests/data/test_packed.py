@@ -11,6 +11,7 @@ from conftest import DRUGS
 from admet.data import build_molecule_dataset, default_cache
 from admet.data.packed import (
     EpochBatches,
+    LabelledBatch,
     PackedGraphs,
     PackedMoleculeDataset,
     SeededShuffle,
@@ -53,6 +54,10 @@ def _assert_same_batch(ref, got) -> None:
     assert torch.equal(ref.Y.isnan(), got.Y.isnan())
     assert torch.equal(ref.Y.nan_to_num(), got.Y.nan_to_num())
     assert torch.equal(ref.w, got.w)
+    # the criterion's inputs, as Chemprop's training step derives them from Y
+    assert isinstance(got, LabelledBatch)
+    assert torch.equal(got.mask, ref.Y.isfinite())
+    assert torch.equal(got.filled, ref.Y.nan_to_num(nan=0.0))
 
 
 def test_a_group_of_batches_is_each_batch_collated_on_its_own(data):

@@ -77,6 +77,14 @@ def test_aggregations_match_chemprop(bmg, name):
     ours = fast.AGGREGATIONS[name]()
     torch.testing.assert_close(ours(H, bmg.batch, len(bmg)), ref(H, bmg.batch))
     torch.testing.assert_close(ours(H, bmg.batch), ref(H, bmg.batch))
+    # and the gradient (mean: its own autograd node)
+    G = torch.randn(len(bmg), 7, generator=torch.Generator().manual_seed(2))
+    H_ours, H_ref = H.clone().requires_grad_(), H.clone().requires_grad_()
+    (ours(H_ours, bmg.batch, len(bmg)) * G).sum().backward()
+    (ref(H_ref, bmg.batch) * G).sum().backward()
+    torch.testing.assert_close(H_ours.grad, H_ref.grad)
+    H64 = H.double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda X: ours(X, bmg.batch, len(bmg)), (H64,))
 
 
 def test_grouped_steps_train_exactly_like_single_steps(synthetic_csv, monkeypatch):

@@ -223,12 +223,36 @@ class NormAggregation(cnn.NormAggregation):
 
 
 class MeanAggregation(cnn.MeanAggregation):
-    """:class:`chemprop.nn.MeanAggregation` with ``index_add_`` and atom counts."""
+    """:class:`chemprop.nn.MeanAggregation` with ``index_add_`` and atom counts; one autograd
+    node (:class:`_MeanByMolecule`) where there were three."""
 
     def forward(self, H: Tensor, batch: Tensor, size: int | None = None) -> Tensor:
-        sums = _sum_by_molecule(H, batch, size)
-        counts = torch.bincount(batch, minlength=sums.shape[0]).clamp_(min=1)
-        return sums / counts.unsqueeze(1).to(sums.dtype)
+        n = int(batch.max()) + 1 if size is None else size
+        if torch.is_grad_enabled() and H.requires_grad:
+            return _MeanByMolecule.apply(H, batch, n)
+        return _sum_into(H, batch, n) / _atom_counts(batch, n, H.dtype)
+
+
+def _atom_counts(batch: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+    """Each molecule's number of rows as a column (at least 1: an atom-less row divides by 1)."""
+    return torch.bincount(batch, minlength=n).clamp_(min=1).unsqueeze(1).to(dtype)
+
+
+class _MeanByMolecule(torch.autograd.Function):
+    """Rows of ``H`` averaged per molecule (``batch`` names each row's molecule); backward
+    is the same division and gather that autograd would replay from the sum, the count's
+    cast and the division, as one node."""
+
+    @staticmethod
+    def forward(ctx: Any, H: Tensor, batch: Tensor, n: int) -> Tensor:  # type: ignore[override]
+        counts = _atom_counts(batch, n, H.dtype)
+        ctx.save_for_backward(batch, counts)
+        return _sum_into(H, batch, n) / counts
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        batch, counts = ctx.saved_tensors
+        return (grad / counts).index_select(0, batch), None, None
 
 
 AGGREGATIONS: dict[str, type[cnn.Aggregation]] = {

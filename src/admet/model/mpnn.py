@@ -28,6 +28,7 @@ from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
+from admet.data.packed import LabelledBatch
 from admet.model.fused_adam import FusedAdamStep
 from admet.model.layers import SIZED_AGGREGATIONS
 from admet.model.metrics import error_metrics
@@ -68,6 +69,14 @@ def wrappers_do_nothing(trainer: pl.Trainer, module: pl.LightningModule) -> bool
         and callable(getattr(opt, "_on_before_step", None))
         and callable(getattr(opt, "_on_after_step", None))
     )
+
+
+def _labels(batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's label mask and its targets with unlabelled entries 0, as Chemprop's
+    training step makes them (a packed batch brings both along)."""
+    if isinstance(batch, LabelledBatch):
+        return batch.mask, batch.filled
+    return batch.Y.isfinite(), batch.Y.nan_to_num(nan=0.0)
 
 
 def _criterion_sums(
@@ -185,8 +194,7 @@ class MultitaskMPNN(MPNN):
     def _loss(self, batch: TrainingBatch) -> torch.Tensor:
         """Chemprop's criterion on one batch (masked, weighted mean over its labels)."""
         bmg, V_d, X_d, targets, weights, lt_mask, gt_mask = batch
-        mask = targets.isfinite()
-        targets = targets.nan_to_num(nan=0.0)
+        mask, targets = _labels(batch)
         preds = self.predictor.train_step(self.fingerprint(bmg, V_d, X_d))
         total, count = _criterion_sums(self.criterion, preds, targets, mask, weights, lt_mask, gt_mask)
         # in place: an attribute assignment would go through nn.Module.__setattr__ twice a step
@@ -245,12 +253,10 @@ class MultitaskMPNN(MPNN):
 
     def validation_step(self, batch, batch_idx: int = 0) -> None:  # type: ignore[override]
         bmg, V_d, X_d, targets, weights, lt_mask, gt_mask = batch
-        mask = targets.isfinite()
+        mask, filled = _labels(batch)
         preds = self.predictor.train_step(self.fingerprint(bmg, V_d, X_d))
         # Chemprop's val_loss: the training criterion (its clone in metrics[-1])
-        total, count = _criterion_sums(
-            self.metrics[-1], preds, targets.nan_to_num(nan=0.0), mask, weights, lt_mask, gt_mask
-        )
+        total, count = _criterion_sums(self.metrics[-1], preds, filled, mask, weights, lt_mask, gt_mask)
         self._val_loss_sum.add_(total)
         self._val_label_count.add_(count)
         self._val_preds.append(preds.detach())

@@ -98,3 +98,44 @@ def test_other_optimisers_step_as_they_would(make):
             net(x).sum().backward()
             go()
     _same(a, b)
+
+
+def test_only_the_first_step_goes_through_the_optimisers_step():
+    net = _net()
+    opt = torch.optim.Adam(net.parameters(), 1e-2, fused=True)
+    calls = []
+    plain_step = opt.step
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return plain_step(*args, **kwargs)
+
+    opt.step = counted  # what the shortcut would fall back to
+    step = FusedAdamStep(opt)
+    x = torch.randn(4, 6)
+    for _ in range(12):
+        opt.zero_grad()
+        net(x).sum().backward()
+        step()
+    assert len(calls) == 1  # the first creates the state; the other eleven are the kernel's
+    assert opt.state[net[0].weight]["step"].item() == 12
+
+
+def test_a_parameter_without_a_gradient_steps_as_the_optimiser_would():
+    def make() -> torch.nn.Module:
+        net = _net()
+        net.register_parameter("unused", torch.nn.Parameter(torch.ones(3)))  # never gets a grad
+        return net
+
+    a, b = make(), make()
+    opt_a = torch.optim.Adam(a.parameters(), 1e-2, fused=True)
+    opt_b = torch.optim.Adam(b.parameters(), 1e-2, fused=True)
+    step = FusedAdamStep(opt_a)
+    x = torch.randn(4, 6)
+    for net, go in ((a, step), (b, opt_b.step)):
+        for _ in range(4):
+            net.zero_grad()
+            net(x).sum().backward()
+            go()
+    _same(a, b)
+    assert a.unused not in opt_a.state or not opt_a.state[a.unused]

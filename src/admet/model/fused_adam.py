@@ -34,6 +34,11 @@ __all__ = ["FusedAdamStep"]
 _FLAGS_OFF = ("amsgrad", "maximize", "capturable", "differentiable")
 
 
+def _group_flags_allow(group: dict) -> bool:
+    """A group the shortcut computes exactly: fused, none of the flags it does not pass."""
+    return bool(group.get("fused")) and not any(group.get(flag) for flag in _FLAGS_OFF)
+
+
 class FusedAdamStep:
     """``opt.step()`` for a fused ``Adam``/``AdamW``, with the per-call bookkeeping done once.
 
@@ -57,8 +62,7 @@ class FusedAdamStep:
         group = opt.param_groups[0]
         params = group["params"]
         return (
-            bool(group.get("fused"))
-            and not any(group.get(flag) for flag in _FLAGS_OFF)
+            _group_flags_allow(group)
             and bool(params)
             and len({(p.device, p.dtype) for p in params}) == 1
             and not any(torch.is_complex(p) for p in params)
@@ -98,6 +102,11 @@ class FusedAdamStep:
             or group["params"] is not self._group_params
             or len(opt.param_groups) != 1
             or len(grads) != len(group["params"])
+            # a state tensor put back into the same mapping (Lightning's teardown moves them)
+            or opt.state[self._params[0]]["exp_avg"] is not self._exp_avgs[0]
+            or not _group_flags_allow(group)
+            or getattr(opt, "grad_scale", None) is not None
+            or getattr(opt, "found_inf", None) is not None
             or self._hooked()
             or any(g is None for g in grads)
         ):

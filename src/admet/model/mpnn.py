@@ -74,8 +74,9 @@ def wrappers_do_nothing(trainer: pl.Trainer, module: pl.LightningModule) -> bool
 def _labels(batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch's label mask and its targets with unlabelled entries 0, as Chemprop's
     training step makes them (a packed batch brings both along)."""
-    if isinstance(batch, LabelledBatch):
-        return batch.mask, batch.filled
+    mask, filled = getattr(batch, "mask", None), getattr(batch, "filled", None)
+    if mask is not None and filled is not None:  # a LabelledBatch, unless rebuilt from its fields
+        return mask, filled
     return batch.Y.isfinite(), batch.Y.nan_to_num(nan=0.0)
 
 
@@ -164,7 +165,10 @@ class MultitaskMPNN(MPNN):
         if batch.bmg.V.device == device:
             return batch
         batch.bmg.to(device)  # in place
-        return TrainingBatch(batch.bmg, *(None if t is None else t.to(device) for t in batch[1:]))
+        moved = TrainingBatch(batch.bmg, *(None if t is None else t.to(device) for t in batch[1:]))
+        if isinstance(batch, LabelledBatch):
+            return LabelledBatch.of(moved, batch.mask.to(device), batch.filled.to(device))
+        return moved
 
     def configure_optimizers(self):  # type: ignore[override]
         """Chemprop's Adam and Noam-like schedule, counted in optimiser steps (a loader item
@@ -184,8 +188,11 @@ class MultitaskMPNN(MPNN):
     def on_train_start(self) -> None:
         # decided once per fit: the callbacks are all known by now
         self._direct_steps = wrappers_do_nothing(self.trainer, self)
-        if self._direct_steps:
-            self._optimizer_step = FusedAdamStep(self.optimizers().optimizer)
+        self._optimizer_step = FusedAdamStep(self.optimizers().optimizer) if self._direct_steps else None
+
+    def on_train_end(self) -> None:
+        # let go of the optimiser's state (Lightning's teardown moves it off the device)
+        self._optimizer_step = None
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum = torch.zeros((), device=self.device)
@@ -219,7 +226,10 @@ class MultitaskMPNN(MPNN):
                 # optimiser's fused kernel is called without Optimizer.step's bookkeeping
                 loss.backward()
                 opt._on_before_step()
-                self._optimizer_step()  # type: ignore[misc]
+                step = self._optimizer_step
+                if step is None or step.optimizer is not opt.optimizer:  # a callback swapped it
+                    step = self._optimizer_step = FusedAdamStep(opt.optimizer)
+                step()
                 opt._on_after_step()
             else:
                 self.manual_backward(loss)

@@ -28,6 +28,15 @@ def _train(step_with, opt_cls, steps: int = 12, **kwargs) -> tuple[torch.nn.Modu
     return net, opt
 
 
+def _steps(net: torch.nn.Module, step, n: int) -> None:
+    """``n`` optimiser steps on one fixed input."""
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(2))
+    for _ in range(n):
+        net.zero_grad()
+        net(x).sum().backward()
+        step()
+
+
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> None:
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
@@ -91,12 +100,8 @@ def test_other_optimisers_step_as_they_would(make):
     opt_a, opt_b = make(a.parameters()), make(b.parameters())
     step = FusedAdamStep(opt_a)
     assert not step.applies
-    x = torch.randn(4, 6)
-    for net, go in ((a, step), (b, opt_b.step)):
-        for _ in range(3):
-            net.zero_grad()
-            net(x).sum().backward()
-            go()
+    _steps(a, step, 3)
+    _steps(b, opt_b.step, 3)
     _same(a, b)
 
 
@@ -112,11 +117,7 @@ def test_only_the_first_step_goes_through_the_optimisers_step():
 
     opt.step = counted  # what the shortcut would fall back to
     step = FusedAdamStep(opt)
-    x = torch.randn(4, 6)
-    for _ in range(12):
-        opt.zero_grad()
-        net(x).sum().backward()
-        step()
+    _steps(net, step, 12)
     assert len(calls) == 1  # the first creates the state; the other eleven are the kernel's
     assert opt.state[net[0].weight]["step"].item() == 12
 
@@ -131,11 +132,7 @@ def test_a_parameter_without_a_gradient_steps_as_the_optimiser_would():
     opt_a = torch.optim.Adam(a.parameters(), 1e-2, fused=True)
     opt_b = torch.optim.Adam(b.parameters(), 1e-2, fused=True)
     step = FusedAdamStep(opt_a)
-    x = torch.randn(4, 6)
-    for net, go in ((a, step), (b, opt_b.step)):
-        for _ in range(4):
-            net.zero_grad()
-            net(x).sum().backward()
-            go()
+    _steps(a, step, 4)
+    _steps(b, opt_b.step, 4)
     _same(a, b)
     assert a.unused not in opt_a.state or not opt_a.state[a.unused]

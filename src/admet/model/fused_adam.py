@@ -59,6 +59,8 @@ class FusedAdamStep:
     def _applies(opt: torch.optim.Optimizer) -> bool:
         if type(opt) not in (Adam, AdamW) or len(opt.param_groups) != 1:
             return False
+        if not (hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_")):
+            return False  # private kernels a later torch may rename: then Optimizer.step
         group = opt.param_groups[0]
         params = group["params"]
         return (

@@ -95,23 +95,29 @@ class FusedAdamStep:
             or _optimizer._global_optimizer_post_hooks
         )
 
+    def _shortcut_holds(self, group: dict, grads: list[torch.Tensor | None]) -> bool:
+        """Whether the kernels on the lists read last compute exactly what ``opt.step()``
+        would now: the same state tensors and parameters, no hook, every gradient there."""
+        opt = self.optimizer
+        return (
+            self._state is opt.state
+            and group["params"] is self._group_params
+            and len(opt.param_groups) == 1
+            and len(grads) == len(group["params"])
+            # a state tensor put back into the same mapping (Lightning's teardown moves them)
+            and opt.state[self._params[0]]["exp_avg"] is self._exp_avgs[0]
+            and _group_flags_allow(group)
+            and getattr(opt, "grad_scale", None) is None
+            and getattr(opt, "found_inf", None) is None
+            and not self._hooked()
+            and all(g is not None for g in grads)
+        )
+
     def __call__(self) -> None:
         opt = self.optimizer
         group = opt.param_groups[0]
         grads = [p.grad for p in self._params]
-        if (
-            self._state is not opt.state
-            or group["params"] is not self._group_params
-            or len(opt.param_groups) != 1
-            or len(grads) != len(group["params"])
-            # a state tensor put back into the same mapping (Lightning's teardown moves them)
-            or opt.state[self._params[0]]["exp_avg"] is not self._exp_avgs[0]
-            or not _group_flags_allow(group)
-            or getattr(opt, "grad_scale", None) is not None
-            or getattr(opt, "found_inf", None) is not None
-            or self._hooked()
-            or any(g is None for g in grads)
-        ):
+        if not self._shortcut_holds(group, grads):
             opt.step()
             if self.applies:
                 self._read_state()

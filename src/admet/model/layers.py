@@ -203,9 +203,13 @@ def _split_linear(
     return left + F.linear(B, W[:, A.shape[1] :], layer.bias)
 
 
-def _sum_by_molecule(H: Tensor, batch: Tensor, size: int | None) -> Tensor:
+def _n_molecules(batch: Tensor, size: int | None) -> int:
     # size known from the batch avoids Chemprop's batch.max() (a host sync on a GPU)
-    return _sum_into(H, batch, int(batch.max()) + 1 if size is None else size)
+    return int(batch.max()) + 1 if size is None else size
+
+
+def _sum_by_molecule(H: Tensor, batch: Tensor, size: int | None) -> Tensor:
+    return _sum_into(H, batch, _n_molecules(batch, size))
 
 
 class SumAggregation(cnn.SumAggregation):
@@ -227,7 +231,7 @@ class MeanAggregation(cnn.MeanAggregation):
     node (:class:`_MeanByMolecule`) where there were three."""
 
     def forward(self, H: Tensor, batch: Tensor, size: int | None = None) -> Tensor:
-        n = int(batch.max()) + 1 if size is None else size
+        n = _n_molecules(batch, size)
         if torch.is_grad_enabled() and H.requires_grad:
             return _MeanByMolecule.apply(H, batch, n)
         return _sum_into(H, batch, n) / _atom_counts(batch, n, H.dtype)

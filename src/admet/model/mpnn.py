@@ -148,7 +148,7 @@ class MultitaskMPNN(MPNN):
     automatic_optimization = False
     steps_per_epoch: int | None = None  # optimiser steps per epoch (for the LR schedule)
     _direct_steps = False  # set per fit in on_train_start (wrappers_do_nothing)
-    _optimizer_step: FusedAdamStep | None = None  # the direct path's optimiser step
+    _optimizer_step: FusedAdamStep | None = None  # the direct path's, built at a fit's first step
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):  # type: ignore[override]
         """A Chemprop ``TrainingBatch`` (or a list of them) moved field by field; one
@@ -188,7 +188,6 @@ class MultitaskMPNN(MPNN):
     def on_train_start(self) -> None:
         # decided once per fit: the callbacks are all known by now
         self._direct_steps = wrappers_do_nothing(self.trainer, self)
-        self._optimizer_step = FusedAdamStep(self.optimizers().optimizer) if self._direct_steps else None
 
     def on_train_end(self) -> None:
         # let go of the optimiser's state (Lightning's teardown moves it off the device)
@@ -227,7 +226,7 @@ class MultitaskMPNN(MPNN):
                 loss.backward()
                 opt._on_before_step()
                 step = self._optimizer_step
-                if step is None or step.optimizer is not opt.optimizer:  # a callback swapped it
+                if step is None or step.optimizer is not opt.optimizer:  # a fit's first, or swapped
                     step = self._optimizer_step = FusedAdamStep(opt.optimizer)
                 step()
                 opt._on_after_step()

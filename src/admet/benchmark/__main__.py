@@ -34,8 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     fang.add_argument(
         "--variants",
         default="joint",
-        help="comma-separated: baseline (plain shuffle), joint (joint sampling), "
-        "chemprop (Chemprop's own CLI, its defaults, same models and epochs)",
+        help="comma-separated: joint (joint sampling), baseline (plain shuffle), chemprop (Chemprop's "
+        "own CLI, its defaults, same models and epochs), chemprop-hpopt (Chemprop's CLI with the best "
+        "config of a budgeted 'chemprop hpopt' on the training table; needs pip install -e '.[peers]'), "
+        "chemprop-tuned (Chemprop's CLI with the config's hyperparameters where it can express them)",
+    )
+    fang.add_argument(
+        "--hpopt-minutes",
+        type=float,
+        default=60.0,
+        help="chemprop-hpopt: wall-clock budget of its 'chemprop hpopt' run (default 60, the study's)",
+    )
+    fang.add_argument(
+        "--hpopt-epochs",
+        type=int,
+        default=15,
+        help="chemprop-hpopt: epochs per hpopt trial (default 15, the study's)",
     )
     fang.add_argument("--seeds", type=int, default=1, help="repeat every cell with this many seeds")
     fang.add_argument(
@@ -86,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget_minutes=args.budget_minutes,
         seed_offset=args.seed_offset,
         report_only=args.report,
+        hpopt_minutes=args.hpopt_minutes,
+        hpopt_epochs=args.hpopt_epochs,
     )
     print(result.to_markdown())
     print(f"wrote {out / 'table.md'}, {out / 'table.json'} and {out / 'figure.png'}")

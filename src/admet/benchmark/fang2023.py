@@ -62,12 +62,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("strict", "imputation")
-# admet variants: overrides of the benchmark config; chemprop: Chemprop's own CLI
+# admet variants: overrides of the benchmark config; None: Chemprop's own CLI (chemprop: its
+# defaults; chemprop-hpopt: the best config of a budgeted `chemprop hpopt` on the training
+# table; chemprop-tuned: the benchmark config's hyperparameters where Chemprop can express them)
 VARIANTS: dict[str, list[str] | None] = {
-    "baseline": ["joint_sampling.enabled=false", "joint_sampling.curriculum.enabled=false"],
     "joint": [],
+    "chemprop-hpopt": None,
+    "baseline": ["joint_sampling.enabled=false", "joint_sampling.curriculum.enabled=false"],
+    "chemprop-tuned": None,
     "chemprop": None,
 }
+# our study's budget for the published table (fang2023.md section 1): 1 hour, 15 epochs a trial
+HPOPT_MINUTES = 60.0
+HPOPT_EPOCHS = 15
+HPOPT_DIR = "chemprop-hpopt"
+TUNED_TOML = "chemprop-tuned.toml"
 CELLS_FILE = "cells.jsonl"
 # paper_pearson_r.csv column names -> our endpoint names
 PAPER_COLUMNS = {
@@ -192,7 +201,7 @@ def head_to_head(
     by.update({(best, e): p["best_r"] for e, p in (paper or {}).items() if p.get("best_r") is not None})
     out = []
     for a in variants:
-        # Chemprop's CLI is the reference: only set against the paper, not a contender
+        # Chemprop's CLI variants are references: set against the paper only, not contenders
         rivals = [best] if VARIANTS.get(a, []) is None else [*(v for v in variants if v != a), best]
         for b in rivals:
             common = [e for e in fang2023.ENDPOINTS if (a, e) in by and (b, e) in by]
@@ -462,9 +471,11 @@ def _run_chemprop(
     endpoint: str,
     seed: int,
     quiet: bool,
+    config_path: Path | None = None,
 ) -> np.ndarray:
-    """``chemprop train`` (its defaults; our models and epochs) on ``train`` (multi-task,
-    NaN = missing), then ``chemprop predict`` on the test SMILES; returns ``endpoint``'s
+    """``chemprop train`` (its defaults, or the hyperparameters in ``config_path``, a
+    ``--config-path`` TOML; our models and epochs either way) on ``train`` (multi-task, NaN =
+    missing), then ``chemprop predict`` on the test SMILES; returns ``endpoint``'s
     predictions."""
     targets = list(cfg.data.target_cols)
     with tempfile.TemporaryDirectory(prefix="admet-chemprop-") as tmp:
@@ -481,8 +492,6 @@ def _run_chemprop(
             "--smiles-columns", "SMILES",
             "--target-columns", *targets,
             "--epochs", str(cfg.optimization.max_epochs),
-            # Chemprop's default 2 warmup epochs, clamped as our models clamp it for short runs
-            "--warmup-epochs", str(min(2, cfg.optimization.max_epochs - 1)),
             "--ensemble-size", str(cfg.ensemble.n_members),
             # Chemprop's default split holds out 10% as a test set; the benchmark's test
             # split is separate, so train/validation only (90/10, random, as chemprop does)
@@ -492,6 +501,11 @@ def _run_chemprop(
             "--num-workers", "0",
             "--save-dir", str(work / "model"),
         ]  # fmt: skip
+        if config_path is None:
+            # Chemprop's default 2 warmup epochs, clamped as our models clamp it for short runs
+            train_cmd += ["--warmup-epochs", str(min(2, cfg.optimization.max_epochs - 1))]
+        else:  # the command line overrides the file's data, epochs, split and seeds only
+            train_cmd += ["--config-path", str(config_path)]
         done = subprocess.run(train_cmd, env=env, **common)  # type: ignore[call-overload]
         if done.returncode != 0:
             raise DataError(f"chemprop train failed for {endpoint}: {_last_line(done.stderr)}")
@@ -513,6 +527,50 @@ def _run_chemprop(
         if endpoint not in preds.columns:
             raise DataError(f"chemprop predict wrote no {endpoint!r} column (columns: {list(preds.columns)})")
         return preds[endpoint].to_numpy(dtype=float)
+
+
+def _table(data: Any, rows: Sequence[int] | np.ndarray, targets: Sequence[str]) -> pd.DataFrame:
+    """The training rows as the CSV Chemprop's CLI reads: SMILES, then one column per task."""
+    table = pd.DataFrame(data.Y[rows], columns=list(targets))
+    table.insert(0, "SMILES", [data.smiles[r] for r in rows])
+    return table
+
+
+def _hpopt_record(
+    out_dir: Path, cfg: EnsembleConfig, data: Any, minutes: float, epochs: int, progress: bool
+) -> dict[str, Any]:
+    """The run's one ``chemprop hpopt`` (run now, or read back): on the whole training table,
+    which the study also searched on; the benchmark's test splits are separate files."""
+    from admet.benchmark.chemprop_hpopt import run_hpopt
+
+    folder = out_dir / HPOPT_DIR
+    if progress and not (folder / "hpopt.json").is_file():
+        print(f"[chemprop-hpopt] chemprop hpopt: {minutes:g} min, {epochs} epochs a trial", flush=True)
+    table = _table(data, np.arange(len(data)), cfg.data.target_cols)
+    return run_hpopt(
+        table,
+        list(cfg.data.target_cols),
+        folder,
+        epochs=epochs,
+        budget_minutes=minutes,
+        seed=cfg.optimization.seed,
+        quiet=not progress,
+    )
+
+
+def _tuned_config(out_dir: Path, cfg: EnsembleConfig) -> tuple[Path, list[str]]:
+    """The benchmark config's hyperparameters as a Chemprop ``--config-path`` TOML (its
+    head substituted where Chemprop has none) and the one-line list of what Chemprop's
+    training cannot express (sampling, curriculum, early-stopping metric, folds)."""
+    from admet.model import chemprop_train_config, head_substitution
+
+    text = chemprop_train_config(cfg, substitute_head=True)
+    path = out_dir / TUNED_TOML
+    path.write_text(text)
+    notes = [ln.removeprefix("#   ").strip() for ln in text.splitlines() if ln.startswith("#   ")]
+    substitution = head_substitution(cfg)
+    notes = [n for n in notes if not n.startswith("substituted")]
+    return path, ([substitution] if substitution else []) + notes
 
 
 def _last_line(text: str | None) -> str:
@@ -589,6 +647,8 @@ def run_benchmark(
     budget_minutes: float | None = None,
     seed_offset: int = 0,
     report_only: bool = False,
+    hpopt_minutes: float = HPOPT_MINUTES,
+    hpopt_epochs: int = HPOPT_EPOCHS,
 ) -> tuple[BenchmarkResult, Path]:
     """Train and score every (variant, endpoint, seed) cell not yet in the run folder;
     returns the result over all finished cells and the folder.
@@ -597,6 +657,12 @@ def run_benchmark(
     config's seeds), so the cells of one table can be computed by several processes or
     machines and their ``cells.jsonl`` lines appended to one run folder. ``report_only``
     trains nothing and rewrites the table, JSON and figure from the finished cells.
+
+    ``chemprop-hpopt`` first runs ``chemprop hpopt`` once per run folder on the whole
+    training table (``hpopt_minutes`` of wall clock, ``hpopt_epochs`` a trial; never a test
+    split), then trains each cell with its best config; ``chemprop-tuned`` trains each cell
+    with the benchmark config's hyperparameters written as a Chemprop config, with the
+    substitutions that needs recorded in the cells.
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -607,6 +673,10 @@ def run_benchmark(
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if seed_offset < 0:
         raise ConfigError(f"--seed-offset must be >= 0, got {seed_offset}")
+    if "chemprop-hpopt" in variants and not report_only:
+        from admet.benchmark.chemprop_hpopt import require_hpopt
+
+        require_hpopt()  # before any training: fail at once without Ray Tune
     endpoints = list(endpoints or fang2023.ENDPOINTS)
     bad = [e for e in endpoints if e not in fang2023.ENDPOINTS]
     if bad:
@@ -666,14 +736,26 @@ def run_benchmark(
             rows = np.flatnonzero([s not in drop for s in data.smiles])
         else:
             rows = np.arange(len(data))
+        peer: dict[str, Any] = {}
+        config_path = None
+        if variant == "chemprop-hpopt":
+            record = _hpopt_record(
+                out_dir, configs[variant], data, hpopt_minutes, hpopt_epochs, progress=progress
+            )
+            config_path = out_dir / HPOPT_DIR / "best_config.toml"
+            peer = {"hpopt_trials": record["trials_finished"], "hpopt_wall_seconds": record["wall_seconds"]}
+        elif variant == "chemprop-tuned":
+            config_path, substituted = _tuned_config(out_dir, cfg)
+            peer = {"not_expressed": substituted}
         if progress:
             print(f"[{variant} seed {k}] {endpoint}: training on {len(rows)} molecules", flush=True)
         t0 = time.perf_counter()
         uncertainty = {}
-        if variant == "chemprop":
-            table = pd.DataFrame(data.Y[rows], columns=list(cfg.data.target_cols))
-            table.insert(0, "SMILES", [data.smiles[r] for r in rows])
-            preds = _run_chemprop(cfg, table, list(test["SMILES"]), endpoint, seed, quiet=not progress)
+        if VARIANTS[variant] is None:
+            table = _table(data, rows, cfg.data.target_cols)
+            preds = _run_chemprop(
+                cfg, table, list(test["SMILES"]), endpoint, seed, quiet=not progress, config_path=config_path
+            )
         else:
             if protocol == "strict":
                 model = ChempropEnsemble(cfg).fit(data.subset(rows), progress=progress)
@@ -699,6 +781,7 @@ def run_benchmark(
             "optimistic": protocol == "imputation",
             "code": code,
             "torch": torch_version,
+            **peer,
             **uncertainty,
         }
         with cells_path.open("a") as fh:  # one line per finished cell: the resume point

@@ -101,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TOML",
         help="write the best trial's model settings as a 'chemprop train --config-path' TOML here "
-        "(regression heads only)",
+        "(regression heads only, unless --substitute-head)",
+    )
+    best.add_argument(
+        "--substitute-head",
+        action="store_true",
+        help="with --chemprop-config: write a head Chemprop cannot express (branched, moe) as "
+        "Chemprop's plain FFN of the same depth, and say so in the file",
     )
     refit = add("refit", "train the best (or a chosen) trial's config as a full-budget ensemble")
     refit.add_argument("--trial", type=int, default=None, help="trial number (default: the best trial)")
@@ -230,7 +236,7 @@ def _best(args: argparse.Namespace) -> int:
         from admet.model.chemprop_export import chemprop_train_config
 
         best_config = load_config(trial_config(trials[0]))
-        chemprop_train_config(best_config)
+        chemprop_train_config(best_config, substitute_head=args.substitute_head)
     for t in trials:
         print(f"trial {t.number}: values {[round(v, 5) for v in t.values]}")
         print(yaml.safe_dump(t.params, sort_keys=False).rstrip())
@@ -238,7 +244,9 @@ def _best(args: argparse.Namespace) -> int:
         from admet.model.chemprop_export import write_chemprop_config
 
         header = f"# best trial {trials[0].number} of study {study.study_name!r}; values {trials[0].values}\n"
-        path = write_chemprop_config(best_config, args.chemprop_config, header)
+        path = write_chemprop_config(
+            best_config, args.chemprop_config, header, substitute_head=args.substitute_head
+        )
         print(f"wrote {path} (chemprop train --config-path {path} -i TRAIN.csv -o DIR)")
     if args.export:
         path = export_best(trials[0], args.export)

@@ -22,6 +22,8 @@ _EXPORTS = {
     "SamplerStatsCallback": "admet.model.callbacks",
     "TrainingDivergedError": "admet.errors",
     "add_uncertainty_metrics": "admet.model.calibration",
+    "chemprop_train_config": "admet.model.chemprop_export",
+    "head_substitution": "admet.model.chemprop_export",
     "load_saved": "admet.model.ensemble",
     "log_pyfunc": "admet.model.pyfunc",
     "member_seed": "admet.model.ensemble",

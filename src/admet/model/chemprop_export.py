@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NotExportableError",
     "chemprop_train_config",
+    "head_substitution",
     "save_chemprop",
     "to_chemprop",
     "write_chemprop_config",
@@ -143,16 +144,53 @@ def _toml(value: object) -> str:
     return json.dumps(str(value))
 
 
-def chemprop_train_config(config: ChempropConfig) -> str:
+def head_substitution(config: ChempropConfig) -> str | None:
+    """What Chemprop's plain ``RegressionFFN`` stands in for when ``model.ffn_type`` has no
+    Chemprop counterpart (one line), or None for a ``regression`` head."""
+    m = config.model
+    if m.ffn_type == EXPORTABLE_HEAD:
+        return None
+    layers, width = _substitute_ffn(config)
+    if m.ffn_type == "branched":
+        was = (
+            f"a shared trunk ({m.trunk_n_layers} x {m.trunk_hidden_dim}) and one "
+            f"{m.num_layers}-layer head of width {m.hidden_dim} per task"
+        )
+    else:
+        was = f"{m.n_experts} experts of {m.num_layers} x {m.hidden_dim} with a softmax gate"
+    return (
+        f"model.ffn_type={m.ffn_type!r} ({was}) -> Chemprop's shared RegressionFFN of "
+        f"{layers} hidden layer(s) x {width}"
+    )
+
+
+def _substitute_ffn(config: ChempropConfig) -> tuple[int, int]:
+    """Chemprop FFN depth and width for a head it cannot express: the branched head's trunk
+    and task head stacked (the same depth from embedding to output, one shared width), or
+    one expert of a mixture."""
+    m = config.model
+    if m.ffn_type == "branched":
+        return m.trunk_n_layers + m.num_layers, m.hidden_dim
+    return m.num_layers, m.hidden_dim
+
+
+def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False) -> str:
     """The TOML ``chemprop train --config-path`` reads for ``config``'s model and
     optimisation settings (data path and output folder come on the command line), with a
     comment block naming what Chemprop cannot express.
 
+    ``substitute_head``: a head Chemprop cannot express (``branched``, ``moe``) becomes
+    Chemprop's plain FFN (:func:`head_substitution` says how, and the comment block too)
+    instead of an error; used to run our tuned settings through Chemprop's own training.
+
     Raises:
-        NotExportableError: ``model.ffn_type`` is not ``regression``.
+        NotExportableError: ``model.ffn_type`` is not ``regression`` and not ``substitute_head``.
     """
     m, opt, js = config.model, config.optimization, config.joint_sampling
-    _check_head(m.ffn_type)
+    substitution = head_substitution(config) if substitute_head else None
+    if substitution is None:
+        _check_head(m.ffn_type)
+    ffn_layers, ffn_width = _substitute_ffn(config) if substitution else (m.num_layers, m.hidden_dim)
     values: dict[str, object] = {
         "smiles-columns": [config.data.smiles_col],
         "target-columns": list(config.data.target_cols),
@@ -164,8 +202,8 @@ def chemprop_train_config(config: ChempropConfig) -> str:
         "aggregation": m.aggregation,
         "aggregation-norm": 100.0,  # Chemprop's NormAggregation default, as ours
         "activation": m.activation.upper(),
-        "ffn-hidden-dim": [m.hidden_dim],
-        "ffn-num-layers": m.num_layers,
+        "ffn-hidden-dim": [ffn_width],
+        "ffn-num-layers": ffn_layers,
         "batch-norm": bool(m.batch_norm),
         "loss-function": opt.criterion,
         "batch-size": opt.batch_size,
@@ -195,6 +233,8 @@ def chemprop_train_config(config: ChempropConfig) -> str:
         f"#   data.split={config.data.split!r} held-out fold (1/{config.data.n_folds}); "
         "Chemprop splits train/val/test by --split and --split-sizes",
     ]
+    if substitution:
+        lines.append(f"#   substituted: {substitution}")
     if ensemble is not None:
         lines.append(
             f"#   ensemble of {ensemble.n_members} cross-validation members on "
@@ -210,10 +250,13 @@ def chemprop_train_config(config: ChempropConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_chemprop_config(config: ChempropConfig, path: str | os.PathLike[str], header: str = "") -> Path:
+def write_chemprop_config(
+    config: ChempropConfig, path: str | os.PathLike[str], header: str = "", substitute_head: bool = False
+) -> Path:
     """Write :func:`chemprop_train_config` to ``path`` (``header``: extra comment lines
-    first, each starting with ``#``). Nothing is written when the head is not exportable."""
-    text = chemprop_train_config(config)
+    first, each starting with ``#``). Nothing is written when the head is not exportable
+    and not ``substitute_head``."""
+    text = chemprop_train_config(config, substitute_head=substitute_head)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import itertools
 import json
 import math
 import subprocess
@@ -133,13 +134,13 @@ def test_hpopt_stops_at_its_budget_one_trial_at_a_time(fang2023_raw, fang2023_pr
     assert record["wall_seconds"] < budget_s + 150, log
     trials = read_trials(tmp_path / "hp" / "all_progress.csv")
     assert len(trials) == record["trials_finished"]
-    for before, after in zip(trials, trials[1:], strict=False):  # never two at once
+    for before, after in itertools.pairwise(trials):  # never two at once
         assert after["finished_at"] - after["seconds"] >= before["finished_at"] - 2.0, log
     assert all(t["config"]["depth"] in range(2, 7) for t in trials)
     assert record["best_config"]["depth"] in ([d] for d in range(2, 7))
     assert record["versions"]["chemprop"].startswith("2.3")
     # read back, not re-run
-    again = run_hpopt(table, targets, tmp_path / "hp", epochs=1, budget_minutes=10)
+    again = run_hpopt(table, targets, tmp_path / "hp", epochs=1, budget_minutes=10, keywords=["depth"])
     assert again == json.loads((tmp_path / "hp" / "hpopt.json").read_text())
 
 
@@ -162,7 +163,9 @@ def test_peer_variants_train_chemprop_on_the_strict_table(fang2023_raw, fang2023
     )
     hp, tuned = result.rows
     assert (hp["variant"], tuned["variant"]) == ("chemprop-hpopt", "chemprop-tuned")
-    assert hp["n"] == tuned["n"] == 177 and math.isfinite(hp["pearson_r"]) and math.isfinite(tuned["pearson_r"])
+    assert (
+        hp["n"] == tuned["n"] == 177 and math.isfinite(hp["pearson_r"]) and math.isfinite(tuned["pearson_r"])
+    )
     record = json.loads((out / "chemprop-hpopt" / "hpopt.json").read_text())
     assert hp["hpopt_trials"] == record["trials_finished"] >= 1
     assert record["rows"] == 250  # the whole training table of the config, not a strict subset

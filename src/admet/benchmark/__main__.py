@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="chemprop-hpopt: wall-clock budget of its 'chemprop hpopt' run (default 60, the study's)",
     )
     fang.add_argument(
+        "--hpopt-search",
+        default=None,
+        help="chemprop-hpopt: comma-separated --search-parameter-keywords for chemprop hpopt "
+        "(default: basic,learning_rate,aggregation,aggregation_norm,batch_size)",
+    )
+    fang.add_argument(
         "--hpopt-epochs",
         type=int,
         default=15,
@@ -102,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_only=args.report,
         hpopt_minutes=args.hpopt_minutes,
         hpopt_epochs=args.hpopt_epochs,
+        hpopt_search=None if not args.hpopt_search else args.hpopt_search.split(","),
     )
     print(result.to_markdown())
     print(f"wrote {out / 'table.md'}, {out / 'table.json'} and {out / 'figure.png'}")

@@ -185,7 +185,14 @@ def run_hpopt(
     target columns); returns the record (module docstring). Its log is ``hpopt.log``."""
     record_path = out_dir / RECORD
     if record_path.is_file():
-        return json.loads(record_path.read_text())
+        record = json.loads(record_path.read_text())
+        asked = {"keywords": sorted(keywords), "epochs_per_trial": epochs}
+        had = {"keywords": sorted(record.get("keywords", [])), "epochs_per_trial": record["epochs_per_trial"]}
+        if asked != had:
+            raise ConfigError(
+                f"{record_path}: this run's chemprop hpopt searched {had}, not {asked}; use a new --run"
+            )
+        return record
     require_hpopt()
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "hpopt.log"
@@ -223,6 +230,7 @@ def run_hpopt(
         "wall_seconds": wall,
         "started_at": started,
         "epochs_per_trial": epochs,
+        "keywords": list(keywords),
         "trials_finished": len(trials),
         "best_val_loss": min((t["val_loss"] for t in trials), default=math.nan),
         "best_config": {k: best[k] for k in _SEARCHED_KEYS if k in best},

@@ -4,7 +4,9 @@ Protocols (see the shared README):
 
 ``strict`` (default)
     for each endpoint E, an ensemble is trained on the training table minus E's test
-    molecules and scored on E's test split; nothing it was scored on was seen in training.
+    molecules (matched by structure, InChIKey: :mod:`admet.benchmark.strict`) and scored on
+    E's test split; nothing it was scored on was seen in training. Each cell records the
+    count and a fingerprint of the molecules it trained on.
 ``imputation``
     one ensemble trained on the whole training table scores every test split. Most test
     molecules of one endpoint are training molecules of another, so this is optimistic and
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from admet.benchmark.strict import strict_rows, structure_keys, training_fingerprint
 from admet.config import EnsembleConfig, config_to_dict, load_config
 from admet.data import fang2023, load_training_data
 from admet.errors import ConfigError, DataError
@@ -606,11 +609,17 @@ def _table(data: Any, rows: Sequence[int] | np.ndarray, targets: Sequence[str]) 
 
 
 def _hpopt_record(
-    out_dir: Path, cfg: EnsembleConfig, data: Any, minutes: float, epochs: int, progress: bool
+    out_dir: Path,
+    cfg: EnsembleConfig,
+    data: Any,
+    minutes: float,
+    epochs: int,
+    search: Sequence[str] | None,
+    progress: bool,
 ) -> dict[str, Any]:
     """The run's one ``chemprop hpopt`` (run now, or read back): on the whole training table,
     which the study also searched on; the benchmark's test splits are separate files."""
-    from admet.benchmark.chemprop_hpopt import run_hpopt
+    from admet.benchmark.chemprop_hpopt import SEARCH_KEYWORDS, run_hpopt
 
     folder = out_dir / HPOPT_DIR
     if progress and not (folder / "hpopt.json").is_file():
@@ -623,6 +632,7 @@ def _hpopt_record(
         epochs=epochs,
         budget_minutes=minutes,
         seed=cfg.optimization.seed,
+        keywords=list(search or SEARCH_KEYWORDS),
         quiet=not progress,
     )
 
@@ -718,6 +728,7 @@ def run_benchmark(
     report_only: bool = False,
     hpopt_minutes: float = HPOPT_MINUTES,
     hpopt_epochs: int = HPOPT_EPOCHS,
+    hpopt_search: Sequence[str] | None = None,
 ) -> tuple[BenchmarkResult, Path]:
     """Train and score every (variant, endpoint, seed) cell not yet in the run folder;
     returns the result over all finished cells and the folder.
@@ -773,7 +784,8 @@ def run_benchmark(
     result.rows = _load_cells(cells_path)
     done = {(c["variant"], c["endpoint"], c["seed"]) for c in result.rows}
     exclusions = pd.read_csv(folder / "strict_exclusions.csv")
-    data_cache: dict[str, Any] = {}
+    data_cache: dict[Any, Any] = {}
+    structure_cache: dict[Any, list[str]] = {}
     shared: dict[tuple[str, int], ChempropEnsemble] = {}
     seed_range = range(seed_offset, seed_offset + seeds)
     code = code_version()
@@ -801,15 +813,17 @@ def run_benchmark(
         data = data_cache[key]
         test = pd.read_csv(folder / f"test_{endpoint}.csv")
         if protocol == "strict":
-            drop = set(exclusions.loc[exclusions["Endpoint"] == endpoint, "SMILES"])
-            rows = np.flatnonzero([s not in drop for s in data.smiles])
+            if key not in structure_cache:
+                structure_cache[key] = structure_keys(data.smiles)
+            held_out = [*test["SMILES"], *exclusions.loc[exclusions["Endpoint"] == endpoint, "SMILES"]]
+            rows = strict_rows(structure_cache[key], held_out)
         else:
             rows = np.arange(len(data))
         peer: dict[str, Any] = {}
         config_path = None
         if variant == "chemprop-hpopt":
             record = _hpopt_record(
-                out_dir, configs[variant], data, hpopt_minutes, hpopt_epochs, progress=progress
+                out_dir, configs[variant], data, hpopt_minutes, hpopt_epochs, hpopt_search, progress=progress
             )
             config_path = out_dir / HPOPT_DIR / "best_config.toml"
             peer = {"hpopt_trials": record["trials_finished"], "hpopt_wall_seconds": record["wall_seconds"]}
@@ -846,6 +860,7 @@ def run_benchmark(
             "spearman_rho": m["spearman_rho"],
             "r2": m["r2"],
             "train_molecules": len(rows),
+            "train_fingerprint": training_fingerprint(data.smiles[r] for r in rows),
             "seconds": time.perf_counter() - t0,
             "optimistic": protocol == "imputation",
             "code": code,

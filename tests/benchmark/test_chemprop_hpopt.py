@@ -173,3 +173,38 @@ def test_peer_variants_train_chemprop_on_the_strict_table(fang2023_raw, fang2023
     table = (out / "table.md").read_text()
     assert "## chemprop hpopt" in table and "## chemprop-tuned: what Chemprop" in table
     assert "| chemprop-hpopt | rPPB |" in table
+
+
+def test_time_to_quality_series_by_hand(tmp_path):
+    import datetime as dt
+
+    import optuna
+
+    from admet.benchmark.time_to_quality import hpopt_series, optuna_series, write
+
+    t0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+    study = optuna.create_study()
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    state = optuna.trial.TrialState
+    for start, end, value, st in [(0, 10, 0.5, state.COMPLETE), (10, 14, None, state.PRUNED),
+                                  (14, 30, 0.4, state.COMPLETE), (30, 45, 0.45, state.COMPLETE)]:  # fmt: skip
+        trial = optuna.trial.create_trial(
+            params={"x": 0.1}, distributions=dist, value=value, state=st,
+            intermediate_values={0: 0.6} if st == state.PRUNED else None,
+        )  # fmt: skip
+        trial.datetime_start = t0 + dt.timedelta(minutes=start)
+        trial.datetime_complete = t0 + dt.timedelta(minutes=end)
+        study.add_trial(trial)
+    ours = optuna_series(study)
+    assert ours["points"] == [(10.0, 0.5), (14.0, 0.5), (30.0, 0.4), (45.0, 0.4)]
+    assert ours["trials_finished"] == 4 and ours["wall_minutes"] == 45.0
+    record = {
+        "started_at": 1000.0, "wall_seconds": 3600.0, "trials_finished": 2,
+        "trials": [{"val_loss": 0.9, "finished_at": 1600.0}, {"val_loss": 0.95, "finished_at": 2200.0}],
+    }  # fmt: skip
+    peer = hpopt_series(record)
+    assert peer["points"] == [(10.0, 0.9), (20.0, 0.9)] and peer["wall_minutes"] == 60.0
+    labels = {"ours": "a", "ours_axis": "MAE", "chemprop_hpopt": "b", "chemprop_hpopt_axis": "MSE"}
+    png = write(ours, peer, tmp_path / "ttq", labels)
+    assert png.stat().st_size > 5000
+    assert json.loads((tmp_path / "ttq.json").read_text())["ours"]["points"][2] == [30.0, 0.4]

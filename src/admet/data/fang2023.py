@@ -446,10 +446,14 @@ def fetch(dest: str | os.PathLike[str], timeout: float = 10.0, progress: bool = 
     """Download the raw fang2023 files into ``dest`` and write their ``SHA256SUMS``.
 
     ``paper_pearson_r.csv`` has no public CSV origin (it was extracted from
-    ``ADME_public_results.xlsx``), so it is not downloaded.
+    ``ADME_public_results.xlsx``), so it is not downloaded. ``ADMET_FANG2023_MIRROR`` (a
+    base URL laid out like the raw folder, e.g. an internal artifact store) replaces the
+    public origins; the checksums are the same.
     """
     dest_dir = Path(dest)
-    fetch_files(RAW_FILES, RAW_SHA256, dest_dir, timeout=timeout, progress=progress)
+    mirror = os.environ.get("ADMET_FANG2023_MIRROR", "").rstrip("/")
+    urls = {rel: f"{mirror}/{rel}" for rel in RAW_FILES} if mirror else RAW_FILES
+    fetch_files(urls, RAW_SHA256, dest_dir, timeout=timeout, progress=progress)
     sums = "".join(f"{RAW_SHA256[rel]}  {rel}\n" for rel in RAW_FILES)
     (dest_dir / "SHA256SUMS").write_text(sums)
     return dest_dir

@@ -181,9 +181,7 @@ def test_fetch_without_network_fails_fast_and_says_where_to_put_files(tmp_path):
     assert time.monotonic() - start < 10
 
 
-def test_fetch_cli_downloads_every_raw_file_from_a_local_mirror(
-    http_root, fang2023_raw, tmp_path
-):
+def test_fetch_cli_downloads_every_raw_file_from_a_local_mirror(http_root, fang2023_raw, tmp_path):
     root, base = http_root
     for rel in fang2023.RAW_FILES:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
+from admet.hpo.budget import BUDGET_TAKEN
 from admet.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -208,6 +209,29 @@ def test_two_workers_share_the_budget_exactly(synthetic_csv, tmp_path, pg_storag
     assert {k for k in study.user_attrs if k.startswith("worker:")} == {"worker:0", "worker:1"}
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on TCP ``port``, read from the kernel's
+    tables (``/proc/net/tcp`` and ``tcp6``), whatever this host's names resolve to."""
+    out = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            addr, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(addr)
+            if width == 8:
+                out.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                out.add(socket.inet_ntop(socket.AF_INET6, words))
+    return out
+
+
 def _wait_for(predicate, timeout: float, what: str, worker: subprocess.Popen | None = None) -> None:
     """Poll ``predicate`` until it holds; fail at once if ``worker`` exits first, and on a
     timeout dump the worker's thread stacks (faulthandler) into the failure message."""
@@ -258,10 +282,10 @@ def test_killed_worker_trial_is_retried_with_same_params_reusing_members(synthet
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed[0].number]
     assert len(retries) == 1
     retry = retries[0]
-    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    # the median pruner waits for 4 complete trials, so in a 2-trial study the retry completes
+    assert retry.state == TrialState.COMPLETE
     assert retry.params == killed[0].params
-    if retry.state == TrialState.COMPLETE:
-        assert 0 in retry.user_attrs["reused_members"]
+    assert 0 in retry.user_attrs["reused_members"]
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 2
 
@@ -337,11 +361,8 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}?after=0")
         )
         assert len(detail["trials"]) == 3
-        with pytest.raises(OSError):  # bound to loopback only
-            host_ip = socket.gethostbyname(socket.gethostname())
-            if host_ip.startswith("127."):
-                raise OSError("no non-loopback address to probe")
-            urllib.request.urlopen(f"http://{host_ip}:{port}/api/studies", timeout=2)
+        # bound to loopback only: every socket listening on the port is on 127.0.0.1
+        assert _listening_addresses(port) == {"127.0.0.1"}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -435,6 +456,11 @@ def test_workers_survive_an_outage_longer_than_the_retry_window(synthetic_csv, t
         assert "Traceback" not in _tail(w, 20000), _tail(w)
     study = _load(pg_storage)
     counts = _states(study)
-    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) >= 3 and counts.get("RUNNING", 0) == 0
+    # the budget exactly (the claim refuses a fourth), nothing left running
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 3 and counts.get("RUNNING", 0) == 0
     for failed in (t for t in study.trials if t.state == TrialState.FAIL):
-        assert len([t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]) <= 1
+        retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]
+        if failed.user_attrs.get("fail_reason") == BUDGET_TAKEN:
+            assert retries == [], failed.user_attrs  # a lost race is not work to redo
+        else:  # taken over as stale: retried exactly once
+            assert len(retries) == 1, (failed.number, failed.user_attrs)

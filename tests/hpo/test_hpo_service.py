@@ -18,8 +18,8 @@ import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
-from admet.hpo.budget import BUDGET_TAKEN
 from admet.config import load_config
+from admet.hpo.budget import BUDGET_TAKEN
 
 pytestmark = pytest.mark.slow
 

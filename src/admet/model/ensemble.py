@@ -47,6 +47,7 @@ from admet.model.calibration import (
     fit_cv_plus,
     prediction_frame,
 )
+from admet.model.folder import check_complete, writing
 from admet.model.metrics import regression_metrics
 from admet.model.model import CALIBRATION_FILE, ChempropModel, _labelled
 from admet.model.plots import parity_plots
@@ -432,10 +433,13 @@ class ChempropEnsemble:
         """Write ``config.yaml``, ``member_<k>/`` per member, ``ensemble.json`` and, for a
         ``regression`` head, ``chemprop/member_<k>.pt`` (each member as Chemprop saves it:
         ``chemprop predict --model-paths DIR/chemprop/*.pt`` averages them as we do)."""
+        with writing(directory) as tmp:  # whole or absent; a second writer is refused
+            self._write(tmp)
+        return Path(directory)
+
+    def _write(self, out: Path) -> None:
         from admet.model.chemprop_export import NotExportableError, save_chemprop
 
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
         save_config(self.config, out / "config.yaml")
         for m, model in enumerate(self.members):
             model.save(out / f"member_{m}", chemprop_copy=False)
@@ -453,11 +457,10 @@ class ChempropEnsemble:
         (out / "ensemble.json").write_text(json.dumps(info, indent=1, default=float))
         if self.calibration is not None:
             (out / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=1))
-        return out
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ChempropEnsemble:
-        src = Path(directory)
+        src = check_complete(directory)
         info_path = src / "ensemble.json"
         if not info_path.is_file():
             raise DataError(f"{src}: not a saved ensemble (ensemble.json missing)")
@@ -474,7 +477,7 @@ class ChempropEnsemble:
 
 def load_saved(directory: str | os.PathLike[str]) -> ChempropEnsemble | ChempropModel:
     """The ensemble or single model saved in ``directory`` by ``save``."""
-    path = Path(directory)
+    path = check_complete(directory)
     if (path / "ensemble.json").is_file():
         return ChempropEnsemble.load(path)
     if (path / "weights.pt").is_file():

@@ -51,6 +51,7 @@ from admet.model.calibration import (
     prediction_frame,
 )
 from admet.model.callbacks import CurriculumCallback, DeliverCtrlC, EpochHistory, SamplerStatsCallback
+from admet.model.folder import check_complete, writing
 from admet.model.heads import build_predictor
 from admet.model.layers import AGGREGATIONS, BondMessagePassing
 from admet.model.metrics import regression_metrics
@@ -454,11 +455,14 @@ class ChempropModel:
         ``regression`` head with ``chemprop_copy``, ``chemprop/model.pt`` (the same model as
         Chemprop saves it, for ``chemprop predict --model-paths``; see
         :mod:`admet.model.chemprop_export`; an ensemble writes its members' copies itself)."""
+        mpnn = self._require_trained()
+        with writing(directory) as tmp:  # whole or absent; a second writer is refused
+            self._write(tmp, mpnn, chemprop_copy)
+        return Path(directory)
+
+    def _write(self, out: Path, mpnn: torch.nn.Module, chemprop_copy: bool) -> None:
         from admet.model.chemprop_export import NotExportableError, save_chemprop
 
-        mpnn = self._require_trained()
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
         save_config(self.config, out / "config.yaml")
         torch.save(mpnn.state_dict(), out / "weights.pt")
         try:
@@ -479,12 +483,11 @@ class ChempropModel:
         (out / "training.json").write_text(json.dumps(info, indent=1, default=_json_default))
         if self.calibration is not None:
             (out / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=1))
-        return out
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ChempropModel:
         """A model saved by :meth:`save` (weights loaded with ``weights_only=True``)."""
-        src = Path(directory)
+        src = check_complete(directory)
         if not (src / "weights.pt").is_file():
             raise DataError(f"{src}: not a saved model (weights.pt missing)")
         model = cls(load_config(src / "config.yaml"))

@@ -74,6 +74,7 @@ def test_a_truncated_or_missing_file_is_refused(tmp_path):
         ChempropEnsemble.load(tmp_path / "ens")
 
 
+@pytest.mark.slow
 def test_a_save_killed_halfway_leaves_no_folder_and_predict_refuses_the_partial(tmp_path):
     out = tmp_path / "model"
     ready = tmp_path / "ready"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -89,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="all|N|0,1",
         help="start one worker per GPU (all, the first N, or these ids) and wait for them",
+    )
+    run.add_argument(
+        "--max-db-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="database connections this worker's pool may hold (default 2: the worker loop and "
+        "the heartbeat; ADMET_MAX_DB_CONNECTIONS)",
     )
     run.add_argument(
         "--workers-per-gpu", type=int, default=1, metavar="W", help="workers per GPU with --gpus (default 1)"
@@ -175,6 +184,11 @@ def _run(args: argparse.Namespace) -> int:
     from admet.hpo.spec import load_study_spec
     from admet.hpo.storage import open_storage
 
+    if args.max_db_connections is not None:  # inherited by --gpus children
+        os.environ["ADMET_MAX_DB_CONNECTIONS"] = str(args.max_db_connections)
+        from admet.hpo.db_connections import worker_connections
+
+        worker_connections()  # a bad value fails here, in one line
     if args.gpus is not None:
         if args.device is not None:
             raise AdmetError("--device and --gpus exclude each other (--gpus sets each worker's device)")

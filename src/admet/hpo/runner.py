@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from admet import interrupt
 from admet.errors import AdmetError, BudgetTakenError, ConfigError, DataError, TrainingDivergedError
 from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
+from admet.hpo.db_connections import worker_connections
 from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
@@ -98,6 +99,7 @@ def create_or_load_study(
         heartbeat_interval=spec.heartbeat_interval if with_heartbeat else None,
         grace_period=spec.grace_period,
         max_retry=spec.max_retry,
+        max_connections=worker_connections(),
     )
     study = optuna.create_study(
         study_name=spec.name,

@@ -70,6 +70,7 @@ from sqlalchemy.exc import (
 )
 
 from admet.errors import StorageError
+from admet.hpo.db_connections import full_message, full_wait_seconds, pool_kwargs, server_full
 from admet.paths import home
 from admet.redact import mask_url, scrub
 
@@ -117,6 +118,8 @@ def _where(url: str) -> str:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    if server_full(exc):  # the server answered: it is full, not gone (db_connections)
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
@@ -151,11 +154,17 @@ def _with_retries(storage: RDBStorage, attempt: Callable[[bool], T]) -> T:
     lost, for up to :func:`retry_seconds`; ``repeat`` is True from the second call on: the
     call before may have been applied with its acknowledgement lost."""
     delay, waited, budget = 0.5, 0.0, retry_seconds()
+    full_since: float | None = None
     repeat = False
     while True:
         try:
             return attempt(repeat)
         except STORAGE_ERRORS as exc:
+            if server_full(exc):
+                full_since = _wait_for_slot(
+                    storage.url, full_since, getattr(storage, "max_connections", None)
+                )
+                continue
             if not _connection_lost(exc) or waited >= budget:
                 raise
             logger.warning(
@@ -170,6 +179,19 @@ def _with_retries(storage: RDBStorage, attempt: Callable[[bool], T]) -> T:
             waited += delay
             delay = min(delay * 2, 10.0)
             repeat = True
+
+
+def _wait_for_slot(url: str, since: float | None, max_connections: int | None) -> float:
+    """One bounded wait for a connection slot on a full server; past the wait, the
+    one-line :class:`StorageError` of :func:`~admet.hpo.db_connections.full_message`."""
+    now = time.monotonic()
+    since = now if since is None else since
+    if now - since >= full_wait_seconds():
+        raise StorageError(full_message(_where(url), max_connections))
+    if since == now:
+        logger.warning("%s is full (no free connection slot); waiting for one", _where(url))
+    time.sleep(min(2.0, max(0.2, (now - since) / 4)))
+    return since
 
 
 def _retrying(method: F) -> F:
@@ -197,10 +219,14 @@ def until_reachable(call: Callable[[], Any], what: str = "the study database") -
     storage's retry window): a worker outlives database outages of any length. Errors
     that are not about the connection are raised at once."""
     warned, delay = False, 1.0
+    full_since: float | None = None
     while True:
         try:
             return call()
         except STORAGE_ERRORS as exc:
+            if server_full(exc):  # not an outage: bounded, then one clear line
+                full_since = _wait_for_slot(what, full_since, None)
+                continue
             if not _connection_lost(exc):
                 raise
             if not warned:
@@ -217,9 +243,18 @@ class ResilientRDBStorage(RDBStorage):
     also treats a RUNNING trial which never wrote a heartbeat as stale once it has stayed
     so for the grace period."""
 
+    max_connections: int | None = None  # the pool's bound (open_storage), for messages
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._create_attempted: set[str] = set()  # create tokens whose insert was tried
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            # a failed set-up (a full server, a schema race) must not keep its pool's
+            # connections open until garbage collection: the caller tries again
+            if getattr(self, "engine", None) is not None:
+                self.engine.dispose()
+            raise
         self._no_heartbeat_since: dict[int, float] = {}  # trial id -> first seen silent
         # the stale checks' last answers: trial id -> study id
         self._stale_candidates: dict[int, int] = {}
@@ -621,13 +656,25 @@ def heartbeat_kwargs(
     }
 
 
+def _probe(engine_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The engine settings of a one-connection probe (no pool of its own)."""
+    return {k: v for k, v in engine_kwargs.items() if not k.startswith(("pool_", "max_overflow"))} | {
+        "pool_pre_ping": False
+    }
+
+
 def open_storage(
     url: str | None = None,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     max_retry: int = 2,
+    max_connections: int | None = None,
 ) -> ResilientRDBStorage:
     """An RDB storage for ``url`` (resolved), with heartbeat and stale-trial retry.
+
+    ``max_connections``: the most database connections its pool holds (a study worker
+    passes :func:`~admet.hpo.db_connections.worker_connections`); None keeps SQLAlchemy's
+    pool defaults. A full server is waited for a bounded time, then refused in one line.
 
     Raises:
         StorageError: the database cannot be reached or used; the message names the host
@@ -646,29 +693,46 @@ def open_storage(
     if backend == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
-        engine_kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        engine_kwargs.update(
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 10, "application_name": "admet"},
+            **pool_kwargs(max_connections),
+        )
     kwargs = heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
     try:
-        if backend != "sqlite":
-            probe = sqlalchemy.create_engine(url, **engine_kwargs)
+        full_since: float | None = None
+        attempt = 0
+        while True:
             try:
-                with probe.connect() as conn:
-                    conn.execute(sqlalchemy.text("select 1"))
-            finally:
-                probe.dispose()
-        for attempt in range(5):
-            try:
-                return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-            except (IntegrityError, ProgrammingError, optuna.exceptions.StorageInternalError) as exc:
+                if backend != "sqlite":  # one plain connection first: a clear error if unusable
+                    probe = sqlalchemy.create_engine(
+                        url, poolclass=sqlalchemy.pool.NullPool, **_probe(engine_kwargs)
+                    )
+                    try:
+                        with probe.connect() as conn:
+                            conn.execute(sqlalchemy.text("select 1"))
+                    finally:
+                        probe.dispose()
+                storage = ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                storage.max_connections = max_connections
+                return storage
+            except STORAGE_ERRORS as exc:
+                if server_full(exc):  # bounded wait for a slot, then one clear line
+                    full_since = _wait_for_slot(url, full_since, max_connections)
+                    continue
+                if not isinstance(
+                    exc, (IntegrityError, ProgrammingError, optuna.exceptions.StorageInternalError)
+                ):
+                    raise
                 # Two workers creating the schema of a fresh database at the same moment:
                 # the loser finds the tables on the next attempt. (The soak run also saw a
                 # one-off commit error while a worker opened the storage just after a
                 # database restart; the next attempt is the cheap cure.)
-                if attempt == 4:
+                attempt += 1
+                if attempt == 5:
                     raise
                 logger.info("opening the study storage failed (%s); trying again", type(exc).__name__)
                 time.sleep(0.5 + attempt)
-        raise AssertionError("unreachable")
     except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
         reason = scrub(reason, url)

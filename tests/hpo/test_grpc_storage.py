@@ -72,13 +72,15 @@ def proxy(tmp_path):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
 def test_heartbeat_and_stale_retry_through_the_proxy(proxy):
     url, db = proxy
-    storage = open_storage(url, heartbeat_interval=1, grace_period=2, max_retry=1)
+    # grace period 10x the beat loop's 0.5 s poll: a loaded machine cannot make the beating
+    # trial look silent
+    storage = open_storage(url, heartbeat_interval=1, grace_period=5, max_retry=1)
     assert isinstance(storage, HeartbeatGrpcStorage)
     study = optuna.create_study(study_name="hb", storage=storage)
     beating = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     silent = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # a killed worker's
     assert set(storage._trials_without_heartbeat(study._study_id)) == {beating._trial_id, silent._trial_id}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         storage.record_heartbeat(beating._trial_id)
         fail_stale_trials(study)

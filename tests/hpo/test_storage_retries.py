@@ -306,17 +306,19 @@ def test_stale_fail_that_never_landed_spares_a_trial_whose_worker_is_back(url, s
 
 
 def test_staleness_is_judged_a_grace_period_after_the_database_is_back(url, study_name, monkeypatch):
-    study, storage = _study(url, study_name, heartbeat_interval=1, grace_period=2, max_retry=2)
+    # a grace period (5 s) long enough that the checks right after the outage cannot run
+    # past it on a loaded machine
+    study, storage = _study(url, study_name, heartbeat_interval=1, grace_period=5, max_retry=2)
     trial = study.ask({"x": X})
     storage.record_heartbeat(trial._trial_id)
-    time.sleep(3)  # silent for longer than the grace period, as every trial is after an outage
+    time.sleep(6)  # silent for longer than the grace period, as every trial is after an outage
     # this worker's own call meets the outage (and gets through on its retry)
     lost = LostAck(monkeypatch, storage.engine).arm(r"study_user_attributes", applied=False)
     study.set_user_attr("note", 1)
     assert lost.fired == 1
     fail_stale_trials(study)
     assert _states(study) == ["RUNNING"], "its worker gets a grace period to beat again"
-    time.sleep(2.5)  # it does not: its worker is gone
+    time.sleep(5.5)  # it does not: its worker is gone
     fail_stale_trials(study)
     assert _states(study) == ["FAIL", "WAITING"]
 

@@ -35,6 +35,11 @@ def _by_kind(kind: str) -> list[dict]:
     return [o for o in OBJECTS if o["kind"] == kind]
 
 
+def _named(kind: str, name: str) -> dict:
+    (obj,) = [o for o in _by_kind(kind) if o["metadata"]["name"] == name]
+    return obj
+
+
 def _containers(obj: dict) -> list[dict]:
     return obj["spec"]["template"]["spec"]["containers"]
 
@@ -91,8 +96,8 @@ def test_worker_job_runs_the_worker_command_in_parallel():
 
 
 def test_dashboard_deployment_and_service_match():
-    (deployment,) = _by_kind("Deployment")
-    (service,) = _by_kind("Service")
+    deployment = _named("Deployment", "admet-dashboard")
+    service = _named("Service", "admet-dashboard")
     (container,) = _containers(deployment)
     args = _parse_project_command([*container["command"], *container.get("args", [])])
     assert args.command == "dashboard" and args.host == "0.0.0.0"
@@ -119,16 +124,40 @@ def test_volumes_and_claims_exist():
                     assert volume["persistentVolumeClaim"]["claimName"] in claims
     # workers write the artifact store the dashboard reads: the same claim, same path
     (job,) = _by_kind("Job")
-    (deployment,) = _by_kind("Deployment")
+    deployment = _named("Deployment", "admet-dashboard")
     for obj in (job, deployment):
         (container,) = _containers(obj)
         where = _env_set_by(container)["ADMET_HPO_ARTIFACTS"]["value"]
         assert where in {m["mountPath"] for m in container["volumeMounts"]}
 
 
-@pytest.mark.parametrize("kind", ["Job", "Deployment"])
-def test_every_variable_is_documented_and_the_password_comes_from_a_secret(kind):
-    (obj,) = _by_kind(kind)
+def test_storage_proxy_serves_mutual_tls_from_secrets():
+    deployment = _named("Deployment", "admet-storage-proxy")
+    service = _named("Service", "admet-storage-proxy")
+    assert deployment["spec"]["replicas"] == 1
+    (container,) = _containers(deployment)
+    args = _parse_project_command([*container["command"], *container.get("args", [])])
+    assert args.command == "serve-storage" and args.host == "0.0.0.0" and not args.insecure
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    for path in (args.tls_cert, args.tls_key, args.tls_client_ca):
+        (name,) = [n for n, mount in mounts.items() if path.startswith(mount + "/")]
+        assert "secret" in volumes[name], name  # certificates and keys come from Secrets
+    readme = (K8S / "README.md").read_text()
+    for volume in volumes.values():
+        assert volume["secret"]["secretName"] in readme
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == args.port
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("Job", "admet-hpo-workers"), ("Deployment", "admet-dashboard"), ("Deployment", "admet-storage-proxy")],
+)
+def test_every_variable_is_documented_and_the_password_comes_from_a_secret(kind, name):
+    obj = _named(kind, name)
     (container,) = _containers(obj)
     env = _env_set_by(container)
     undocumented = sorted(name for name in env if not _documented(name))

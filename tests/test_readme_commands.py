@@ -32,7 +32,8 @@ NOT_RUN_END_TO_END: dict[str, str] = {
     "admet.hpo run --study joint_sampling": "the full study takes hours; tests run the same "
     "command with tiny overrides (tests/hpo/test_hpo_service.py, tests/test_compose_stack.py)",
     "admet.hpo serve-storage --storage postgresql://admet@db.example/admet_studies --host 0.0.0.0 "
-    "--port 13000": "tests/hpo/test_grpc_storage.py runs serve-storage on loopback (no --host)",
+    "--port 13000 --insecure": "tests/hpo/test_grpc_tls.py runs serve-storage --host 0.0.0.0 "
+    "--insecure on a SQLite file (the README's host is an example)",
 }
 # Test modules that only parse commands (they run nothing end to end).
 PARSE_ONLY = {"test_deployment.py", "test_deploy_recipes.py", Path(__file__).name}

@@ -152,6 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--storage", default=None, help="the database URL (sqlite:// or postgresql://)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     serve.add_argument("--port", type=int, default=13000)
+    serve.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve grpcs:// (TLS)")
+    serve.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca",
+        default=None,
+        help="PEM CA: require every client to present a certificate it signed (mutual TLS)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without TLS (a private network only)",
+    )
     serve.add_argument("--quiet", action="store_true", help="warnings only")
     return parser
 
@@ -338,7 +350,15 @@ def _sync(args: argparse.Namespace) -> int:
 def _serve_storage(args: argparse.Namespace) -> int:
     from admet.hpo.grpc_storage import serve_storage
 
-    serve_storage(args.storage, args.host, args.port)
+    serve_storage(
+        args.storage,
+        args.host,
+        args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.tls_client_ca,
+        insecure=args.insecure,
+    )
     return 0
 
 

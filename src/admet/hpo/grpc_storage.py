@@ -61,23 +61,56 @@ CONNECT_SECONDS = 10.0
 
 
 def is_grpc_url(url: str | None) -> bool:
-    return bool(url) and str(url).lower().startswith("grpc://")
+    """``grpc://`` (plain) or ``grpcs://`` (TLS) proxy URL."""
+    return bool(url) and str(url).lower().startswith(("grpc://", "grpcs://"))
 
 
 def parse_grpc_url(url: str) -> tuple[str, int]:
-    """``grpc://host:port`` -> (host, port); the port defaults to Optuna's 13000.
+    """``grpc://host:port`` or ``grpcs://host:port`` -> (host, port); the port defaults to
+    Optuna's 13000.
 
     Raises:
         StorageError: not of that form.
     """
-    rest = url[len("grpc://") :].rstrip("/")
+    rest = url.split("://", 1)[1].rstrip("/") if "://" in url else url
     host, sep, port = rest.rpartition(":")
     if not sep:
         host, port = rest, "13000"
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host or "@" in host:
-        raise StorageError(f"invalid storage URL {mask_url(url)!r}; expected grpc://HOST:PORT")
+        raise StorageError(
+            f"invalid storage URL {mask_url(url)!r}; expected grpc://HOST:PORT or grpcs://HOST:PORT"
+        )
     return host, int(port)
+
+
+def client_tls() -> dict[str, bytes]:
+    """The PEM files a ``grpcs://`` client presents, from the environment: the CA that signed
+    the proxy's certificate (``ADMET_GRPC_CA``, required) and, for mutual TLS, this client's
+    certificate and key (``ADMET_GRPC_CLIENT_CERT``, ``ADMET_GRPC_CLIENT_KEY``).
+
+    Raises:
+        StorageError: ``ADMET_GRPC_CA`` unset, or a file unreadable.
+    """
+    import os
+
+    names = {
+        "root_certificates": "ADMET_GRPC_CA",
+        "certificate_chain": "ADMET_GRPC_CLIENT_CERT",
+        "private_key": "ADMET_GRPC_CLIENT_KEY",
+    }
+    if not os.environ.get(names["root_certificates"]):
+        raise StorageError("grpcs:// needs the proxy's CA certificate: set ADMET_GRPC_CA=<PEM file>")
+    if bool(os.environ.get(names["certificate_chain"])) != bool(os.environ.get(names["private_key"])):
+        raise StorageError("mutual TLS needs both ADMET_GRPC_CLIENT_CERT and ADMET_GRPC_CLIENT_KEY")
+    return {key: _pem(os.environ[env], env) for key, env in names.items() if os.environ.get(env)}
+
+
+def _pem(path: str, what: str) -> bytes:
+    try:
+        return open(path, "rb").read()
+    except OSError as exc:
+        raise StorageError(f"{what}={path}: cannot read it ({exc.strerror})") from None
 
 
 def _wait_for_ready_channel(channel: Any) -> Any:
@@ -104,8 +137,10 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         heartbeat_interval: int | None = None,
         grace_period: int | None = None,
         heartbeat_stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+        tls: dict[str, bytes] | None = None,
     ) -> None:
-        self.url = f"grpc://{host}:{port}"
+        self._tls = tls  # PEM bytes (picklable); None: a plain channel
+        self.url = f"{'grpcs' if tls else 'grpc'}://{host}:{port}"
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.heartbeat_stale_trial_callback = heartbeat_stale_trial_callback
@@ -117,12 +152,33 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         super().__init__(host=host, port=port)
 
     def _setup(self) -> None:
-        super()._setup()
+        # Optuna's client has no TLS option (it always opens an insecure channel): with TLS
+        # the channel is built here, with the same options, and the stub put on top of it
+        if self._tls:
+            import grpc
+
+            self._channel = grpc.secure_channel(
+                f"{self._host}:{self._port}",
+                grpc.ssl_channel_credentials(**self._tls),
+                options=[("grpc.max_receive_message_length", -1)],
+            )
+        else:
+            super()._setup()
         from optuna.storages._grpc.auto_generated import api_pb2_grpc
         from optuna.storages._grpc.client import GrpcClientCache
 
         self._stub = api_pb2_grpc.StorageServiceStub(_wait_for_ready_channel(self._channel))
         self._cache = GrpcClientCache(self._stub)
+
+    def wait_server_ready(self, timeout: float | None = None) -> None:
+        """Wait until the proxy answers on this client's own channel (plain or TLS; a TLS
+        handshake that fails never becomes ready)."""
+        import grpc
+
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError as exc:
+            raise ConnectionError("GRPC connection timeout") from exc
 
     # -- BaseHeartbeat ----------------------------------------------------------------
 
@@ -201,14 +257,20 @@ def open_grpc_storage(
     from admet.hpo.storage import heartbeat_kwargs  # storage.py imports this module lazily
 
     kwargs = heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
-    storage = HeartbeatGrpcStorage(host=host, port=port, **kwargs)
+    tls = client_tls() if url.lower().startswith("grpcs://") else None
+    storage = HeartbeatGrpcStorage(host=host, port=port, tls=tls, **kwargs)
     try:
         storage.wait_server_ready(timeout=connect_seconds)
     except ConnectionError:
         storage.close()
+        hint = (
+            " or it refused this client's TLS (CA in ADMET_GRPC_CA, client certificate for mutual TLS)"
+            if tls
+            else " (a proxy with TLS needs grpcs://)"
+        )
         raise StorageError(
-            f"no storage proxy answers at grpc://{host}:{port} (start one with "
-            f"'python -m admet.hpo serve-storage --storage URL --port {port}')"
+            f"no storage proxy answers at {storage.url}{hint}; start one with "
+            f"'python -m admet.hpo serve-storage --storage URL --port {port}'"
         ) from None
     return storage
 
@@ -234,12 +296,52 @@ def register_worker_best_effort(storage: optuna.storages.BaseStorage, study_id: 
     raise StorageError("could not register a worker index through the storage proxy; pass --worker-index")
 
 
-def serve_storage(url: str | None, host: str = "127.0.0.1", port: int = 13000) -> None:
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _secure_server(storage: Any, host: str, port: int, credentials: Any) -> Any:
+    """Optuna's proxy service on a TLS port. Optuna's ``make_server`` only opens an insecure
+    port, so the server is assembled here from the same service and registration call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from optuna.storages._grpc import servicer
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=10))
+    api_pb2_grpc.add_StorageServiceServicer_to_server(servicer.OptunaStorageProxyService(storage), server)
+    server.add_secure_port(f"{host}:{port}", credentials)
+    return server
+
+
+def serve_storage(
+    url: str | None,
+    host: str = "127.0.0.1",
+    port: int = 13000,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    client_ca: str | None = None,
+    insecure: bool = False,
+) -> None:
     """Run Optuna's gRPC storage proxy in front of the RDB storage ``url`` until Ctrl-C
     (or SIGTERM), which ends it with KeyboardInterrupt.
 
+    TLS: ``tls_cert``/``tls_key`` (PEM) serve ``grpcs://``; ``client_ca`` also requires every
+    client to present a certificate that CA signed (mutual TLS). A non-loopback ``host``
+    without TLS is refused unless ``insecure``: anyone who reaches the port could read,
+    rewrite or delete every study.
+
     Raises:
-        StorageError: ``url`` is itself a proxy, or the database cannot be used.
+        StorageError: ``url`` is itself a proxy, the database cannot be used, or the TLS
+            settings are incomplete or missing for a non-loopback address.
     """
     from optuna.storages import get_storage, run_grpc_proxy_server
 
@@ -249,9 +351,28 @@ def serve_storage(url: str | None, host: str = "127.0.0.1", port: int = 13000) -
     if is_grpc_url(url):
         raise StorageError("serve-storage needs a database URL (sqlite:// or postgresql://), not grpc://")
     try:
-        import grpc  # noqa: F401
+        import grpc
     except ModuleNotFoundError:
         raise StorageError("serve-storage needs grpcio: pip install grpcio protobuf") from None
+    if bool(tls_cert) != bool(tls_key):
+        raise StorageError("serve-storage: TLS needs both --tls-cert and --tls-key")
+    if client_ca and not tls_cert:
+        raise StorageError("serve-storage: --tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if not tls_cert and not insecure and not _loopback(host):
+        raise StorageError(
+            f"serve-storage: refusing to listen on {host} without TLS (anyone who reaches the port "
+            "could read, rewrite or delete every study); pass --tls-cert/--tls-key, or --insecure "
+            "on a private network"
+        )
+    credentials = None
+    if tls_cert and tls_key:
+        import grpc
+
+        credentials = grpc.ssl_server_credentials(
+            [(_pem(tls_key, "--tls-key"), _pem(tls_cert, "--tls-cert"))],
+            root_certificates=_pem(client_ca, "--tls-client-ca") if client_ca else None,
+            require_client_auth=bool(client_ca),
+        )
     backend = open_storage(url)
     storage = get_storage(backend)  # Optuna's cache in front of RDBStorage, as its docs advise
 
@@ -259,9 +380,26 @@ def serve_storage(url: str | None, host: str = "127.0.0.1", port: int = 13000) -
         raise KeyboardInterrupt("storage proxy stopped")
 
     signal.signal(signal.SIGTERM, terminate)
-    print(f"storage proxy on grpc://{host}:{port} for {mask_url(url)} ({_where(url)})", flush=True)
+    scheme = "grpcs" if credentials else "grpc"
+    tls_note = " (mutual TLS)" if client_ca else ""
+    serving = f"for {mask_url(url)} ({_where(url)})"
     try:
-        run_grpc_proxy_server(storage, host=host, port=port)
+        if credentials is None:
+            print(
+                f"storage proxy on {scheme}://{host}:{port} for {mask_url(url)} ({_where(url)})", flush=True
+            )
+            run_grpc_proxy_server(storage, host=host, port=port)
+        else:
+            server = _secure_server(storage, host, port, credentials)
+            server.start()
+            print(
+                f"storage proxy on {scheme}://{host}:{port}{tls_note} {serving}",
+                flush=True,
+            )
+            try:
+                server.wait_for_termination()
+            finally:
+                server.stop(grace=1)
     except RuntimeError as exc:  # grpc: "Failed to bind to address"
         raise StorageError(f"cannot listen on {host}:{port}: {exc}") from None
     except KeyboardInterrupt as exc:

@@ -681,7 +681,7 @@ def open_storage(
             (never the password).
     """
     url = resolve_storage_url(url)
-    if url.lower().startswith("grpc://"):  # a client of `serve-storage` (admet.hpo.grpc_storage)
+    if url.lower().startswith(("grpc://", "grpcs://")):  # a client of `serve-storage` (grpc_storage)
         from admet.hpo.grpc_storage import open_grpc_storage
 
         return open_grpc_storage(url, heartbeat_interval, grace_period, max_retry)  # type: ignore[return-value]

@@ -70,12 +70,31 @@ PREDICT_BATCH_SIZE = 256
 # this many batches (each batch is still its own optimiser and scheduler step).
 STEPS_PER_LOADER_ITEM = 16
 
-# Lightning's chatter about workers and devices is noise for CPU training of small models.
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+# Lightning's chatter about workers and devices is noise for CPU training of small models;
+# silenced for the duration of a fit only (importing this module changes no global filter).
+_QUIET_WARNINGS = (
+    ".*does not have many workers.*",
+    ".*GPU available but not used.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+)
+_QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's worker/device warnings and info lines off, restored afterwards."""
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        for message in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        for lg in loggers:
+            lg.setLevel(max(lg.level, logging.WARNING))
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
 
 
 def _curriculum_state(cfg: ChempropConfig) -> CurriculumState | None:
@@ -347,32 +366,33 @@ class ChempropModel:
                 history,
             ]
             all_callbacks.extend(callbacks)
-            trainer = pl.Trainer(
-                max_epochs=opt.max_epochs,
-                accelerator=device.type,
-                devices=[device.index or 0] if device.type == "cuda" else 1,
-                # CPU: bitwise reproducible; CUDA's scatter kernels have no deterministic variant
-                deterministic=True if device.type == "cpu" else "warn",
-                logger=logger if logger is not None else False,
-                callbacks=all_callbacks,
-                enable_progress_bar=progress,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                log_every_n_steps=1,  # nothing is logged per step (see MultitaskMPNN)
-                default_root_dir=ckpt_dir,
-            )
-            sigint = signal.getsignal(signal.SIGINT)
-            try:
-                with _no_nan_fill():
-                    trainer.fit(mpnn, train_loader, val_loader)
-            except SystemExit:
-                if not trainer.interrupted:
-                    raise
-                # Lightning turns Ctrl-C into SystemExit(1) and ignores further Ctrl-Cs;
-                # give callers (the HPO worker, the CLIs) their handler and the
-                # KeyboardInterrupt back.
-                signal.signal(signal.SIGINT, sigint if callable(sigint) else signal.default_int_handler)
-                raise KeyboardInterrupt from None
+            with _quiet_lightning():
+                trainer = pl.Trainer(
+                    max_epochs=opt.max_epochs,
+                    accelerator=device.type,
+                    devices=[device.index or 0] if device.type == "cuda" else 1,
+                    # CPU: bitwise reproducible; CUDA's scatter kernels have no deterministic variant
+                    deterministic=True if device.type == "cpu" else "warn",
+                    logger=logger if logger is not None else False,
+                    callbacks=all_callbacks,
+                    enable_progress_bar=progress,
+                    enable_model_summary=False,
+                    num_sanity_val_steps=0,
+                    log_every_n_steps=1,  # nothing is logged per step (see MultitaskMPNN)
+                    default_root_dir=ckpt_dir,
+                )
+                sigint = signal.getsignal(signal.SIGINT)
+                try:
+                    with _no_nan_fill():
+                        trainer.fit(mpnn, train_loader, val_loader)
+                except SystemExit:
+                    if not trainer.interrupted:
+                        raise
+                    # Lightning turns Ctrl-C into SystemExit(1) and ignores further Ctrl-Cs;
+                    # give callers (the HPO worker, the CLIs) their handler and the
+                    # KeyboardInterrupt back.
+                    signal.signal(signal.SIGINT, sigint if callable(sigint) else signal.default_int_handler)
+                    raise KeyboardInterrupt from None
             best = checkpoint.best_model_score
             if not checkpoint.best_model_path or best is None or not math.isfinite(float(best)):
                 raise TrainingDivergedError(

@@ -169,3 +169,16 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_one_dotted_key_walker_reads_mappings_and_dataclasses():
+    from admet.config import get_dotted, load_config, set_dotted
+    from admet.paths import project_root
+
+    tree: dict = {}
+    set_dotted(tree, "model.depth", 4)
+    set_dotted(tree, "model.dropout", 0.1)
+    assert tree == {"model": {"depth": 4, "dropout": 0.1}}
+    assert get_dotted(tree, "model.depth") == 4 and get_dotted(tree, "model.width") is None
+    cfg = load_config(project_root() / "configs" / "0-experiment" / "ensemble.yaml", ["model.depth=4"])
+    assert get_dotted(cfg, "model.depth") == 4 and get_dotted(cfg, "nope.depth") is None

@@ -13,6 +13,7 @@ Example:
 from admet.config.loader import (
     apply_legacy,
     config_to_dict,
+    get_dotted,
     load_config,
     parse_overrides,
     read_yaml,
@@ -50,6 +51,7 @@ __all__ = [
     "TaskOversamplingConfig",
     "apply_legacy",
     "config_to_dict",
+    "get_dotted",
     "load_config",
     "parse_overrides",
     "phases_for",

@@ -41,6 +41,7 @@ from admet.paths import home
 __all__ = [
     "apply_legacy",
     "config_to_dict",
+    "get_dotted",
     "load_config",
     "parse_overrides",
     "read_yaml",
@@ -98,6 +99,16 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             node[part] = child
         node = child
     node[parts[-1]] = value
+
+
+def get_dotted(node: Any, key: str) -> Any:
+    """The value of ``key = "a.b"`` in nested mappings or dataclasses (None when absent): the
+    one dotted-key reader, beside :func:`set_dotted`."""
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else getattr(node, part, None)
+        if node is None:
+            return None
+    return node
 
 
 def _schema_keys(schema: type) -> dict[str, Any]:

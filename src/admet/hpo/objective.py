@@ -33,7 +33,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from sqlalchemy.exc import SQLAlchemyError
 
-from admet.config import EnsembleConfig, config_to_dict, load_config
+from admet.config import EnsembleConfig, config_to_dict, load_config, set_dotted
 from admet.data import MultitaskDataset, default_cache, load_training_data
 from admet.errors import ConfigError, TrainingDivergedError
 from admet.hpo.artifacts import upload_trial_artifacts
@@ -96,14 +96,6 @@ class TrialPruningCallback(Callback):
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor}={float(value):.4f}")
 
 
-def _set_nested(cfg_dict: dict[str, Any], key: str, value: Any) -> None:
-    node = cfg_dict
-    *parents, last = key.split(".")
-    for p in parents:
-        node = node[p]
-    node[last] = value
-
-
 class Objective:
     """Callable objective for ``study.optimize``; see the module docstring."""
 
@@ -137,7 +129,7 @@ class Objective:
         """The run config of a trial: the base config with the sampled values."""
         tree = config_to_dict(self.base)
         for key, value in params.items():
-            _set_nested(tree, key, value)
+            set_dotted(tree, key, value)  # load_config names an unknown key
         cfg = load_config(tree)
         assert isinstance(cfg, EnsembleConfig)
         return cfg

@@ -37,7 +37,7 @@ from typing import Any
 
 import optuna
 
-from admet.config import load_config, parse_overrides, read_yaml, set_dotted
+from admet.config import get_dotted, load_config, parse_overrides, read_yaml, set_dotted
 from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError
@@ -180,10 +180,7 @@ class StudySpec:
 
 def base_value(cfg: EnsembleConfig, key: str) -> Any:
     """The value of the dotted ``key`` in a run config (None when there is no such key)."""
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part, None)
-    return node
+    return get_dotted(cfg, key)
 
 
 _STUDY_KEYS = {f.name for f in fields(StudySpec)} - {"config_overrides", "source"}

@@ -24,7 +24,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from train_throughput import _chemprop_fit, _config
+from train_throughput import _chemprop_fit, _config, prepare_cell
 
 
 def _counting_callback():
@@ -76,14 +76,9 @@ def _cell(args: dict, arm: str, model: str, batch: int, queue) -> None:
     import torch
 
     torch.set_num_threads(args["threads"])
-    from admet.data import default_cache, holdout_split, load_training_data
     from admet.model import ChempropModel
 
-    cfg = _config(args, model, batch)
-    data = load_training_data(cfg)
-    tr, va = holdout_split(data, 10, "random", 0)
-    train, val = data.subset(tr), data.subset(va)
-    default_cache(cfg.data.featurization_cache_dir).graphs(data.smiles)
+    cfg, train, val = prepare_cell(args, model, batch)
     counter = _counting_callback()
     if arm == "chemprop":
         _chemprop_fit(cfg, train, val, counter)

@@ -162,6 +162,18 @@ def _chemprop_fit(cfg, train, val, timer) -> None:
         )
 
 
+def prepare_cell(args: dict, model: str, batch: int):
+    """A cell's config and its training and validation split (Chemprop's 90/10 random),
+    with the graphs loaded from the disk cache (featurisation is not part of either fit)."""
+    from admet.data import default_cache, holdout_split, load_training_data
+
+    cfg = _config(args, model, batch)
+    data = load_training_data(cfg)
+    tr, va = holdout_split(data, 10, "random", 0)
+    default_cache(cfg.data.featurization_cache_dir).graphs(data.smiles)
+    return cfg, data.subset(tr), data.subset(va)
+
+
 def _cell(args: dict, arm: str, model: str, batch: int, queue) -> None:
     """One measurement in a fresh process; puts a result dict on ``queue``."""
     warnings.filterwarnings("ignore")
@@ -171,14 +183,9 @@ def _cell(args: dict, arm: str, model: str, batch: int, queue) -> None:
     import torch
 
     torch.set_num_threads(args["threads"])
-    from admet.data import default_cache, holdout_split, load_training_data
     from admet.model import ChempropModel
 
-    cfg = _config(args, model, batch)
-    data = load_training_data(cfg)
-    tr, va = holdout_split(data, 10, "random", 0)  # Chemprop's 90/10 random split
-    train, val = data.subset(tr), data.subset(va)
-    default_cache(cfg.data.featurization_cache_dir).graphs(data.smiles)  # from the disk cache
+    cfg, train, val = prepare_cell(args, model, batch)
     timer = _timer_callback()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()

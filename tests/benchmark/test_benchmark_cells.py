@@ -176,3 +176,15 @@ def test_chemprop_cli_runs_without_its_console_script(tmp_path):
     assert cmd[0] == sys.executable
     done = subprocess.run([*cmd, "train", "--help"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "--ensemble-size" in done.stdout
+
+
+def test_table_names_the_cells_without_a_code_version():
+    from admet.benchmark.fang2023 import BenchmarkResult
+
+    rows = [
+        {**_cell("joint", "HLM", 0, 0.7, 0.3), "code": "abc1234"},
+        _cell("chemprop", "HLM", 0, 0.6, 0.4),
+    ]
+    text = BenchmarkResult(protocol="strict", rows=rows).to_markdown()
+    assert "Code of the cells: abc1234." in text
+    assert "1 cell(s) carry no code version (computed before cells recorded it): chemprop HLM seed 0." in text

@@ -284,6 +284,14 @@ class BenchmarkResult:
         codes = sorted({c["code"] for c in self.rows if c.get("code")})
         if codes:
             lines.append(f"Code of the cells: {', '.join(codes)}.")
+        unversioned = [
+            f"{c['variant']} {c['endpoint']} seed {c['seed']}" for c in self.rows if not c.get("code")
+        ]
+        if unversioned:
+            lines.append(
+                f"{len(unversioned)} cell(s) carry no code version (computed before cells recorded it): "
+                f"{', '.join(unversioned)}."
+            )
         if not self.complete:
             lines.append("**Incomplete**: cells are missing; run it again (without --report) to fill them.")
         if self.protocol == "imputation":

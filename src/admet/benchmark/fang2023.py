@@ -609,6 +609,17 @@ def _run_chemprop(
         return preds[endpoint].to_numpy(dtype=float)
 
 
+def _test_split(folder: Path, endpoint: str) -> pd.DataFrame:
+    """The benchmark's test split of ``endpoint`` (only the benchmark reads one)."""
+    path = folder / f"test_{endpoint}.csv"
+    if not path.is_file():
+        raise DataError(
+            f"{path}: the {endpoint} test split is missing; run python -m admet.data prepare fang2023 "
+            f"--out {folder}"
+        )
+    return pd.read_csv(path)
+
+
 def _table(data: Any, rows: Sequence[int] | np.ndarray, targets: Sequence[str]) -> pd.DataFrame:
     """The training rows as the CSV Chemprop's CLI reads: SMILES, then one column per task."""
     table = pd.DataFrame(data.Y[rows], columns=list(targets))
@@ -819,7 +830,7 @@ def run_benchmark(
         if key not in data_cache:
             data_cache[key] = load_training_data(cfg)
         data = data_cache[key]
-        test = pd.read_csv(folder / f"test_{endpoint}.csv")
+        test = _test_split(folder, endpoint)
         if protocol == "strict":
             if key not in structure_cache:
                 structure_cache[key] = structure_keys(data.smiles)

@@ -59,6 +59,23 @@ class TrainingDivergedError(RuntimeError):
     study goes on."""
 
 
+class DiskFullError(RuntimeError):
+    """A write ran out of disk space (``ENOSPC``); the message names the path. A study
+    fails the trial and goes on."""
+
+
+def disk_full(exc: BaseException) -> DiskFullError | None:
+    """``exc`` as a :class:`DiskFullError` if it (or what caused it) is ``ENOSPC``."""
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return DiskFullError(f"disk full: {exc.filename or 'a write of this trial'}")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1  # type: ignore[assignment]
+    return None
+
+
 class BudgetTakenError(RuntimeError):
     """Another worker started the last trial of the study's budget a moment before this one."""
 

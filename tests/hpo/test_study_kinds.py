@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import require
 from optuna.trial import TrialState
 from test_hpo_service import hpo, run_args
 
@@ -278,3 +279,46 @@ def test_a_trial_taken_over_is_recognised_through_optunas_exception_chain(tmp_pa
     assert not _taken_over(study, live.number, chained)  # still RUNNING: a real bug, re-raised
     assert not _taken_over(study, taken.number, RuntimeError("something else"))
     assert not _taken_over(study, None, chained)
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_trial_with_its_path_and_the_study_goes_on(synthetic_csv, tmp_path):
+    """A real full filesystem (a one-page tmpfs) under the trial's member checkpoints."""
+    import shutil
+    import subprocess as sp
+
+    from admet.hpo.objective import Objective
+    from admet.hpo.runner import CATCH
+
+    members = tmp_path / "work" / "members"
+    members.mkdir(parents=True)
+    mounted = sp.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(members)], capture_output=True)
+
+    require(mounted.returncode == 0, f"cannot mount a tmpfs here: {mounted.stderr!r}")
+    try:
+        spec = load_study_spec(
+            "joint_sampling",
+            [
+                f"data.train_file={synthetic_csv}",
+                "data.target_cols=[logP, TPSA, MW]",
+                "optimization.max_epochs=1",
+                "ensemble.n_members=2",
+                "model.message_hidden_dim=16",
+                "model.hidden_dim=16",
+                "mlflow.enabled=false",
+            ],
+        )
+        objective = Objective(spec, spec.base_run_config(), work_dir=tmp_path / "work")
+        study = optuna.create_study()
+        study.optimize(objective, n_trials=1, catch=CATCH)
+        (full,) = study.trials
+        assert full.state == TrialState.FAIL
+        reason = full.user_attrs["fail_reason"]
+        assert reason.startswith(f"disk full: {members}"), reason
+        assert list(members.iterdir()) == []  # what the trial wrote is gone
+    finally:
+        # lazy: torch's failed writer may still hold its file until the exception is dropped
+        sp.run(["umount", "--lazy", str(members)], check=True)
+    shutil.rmtree(members)
+    study.optimize(objective, n_trials=1, catch=CATCH)  # space again: the study goes on
+    assert study.trials[-1].state == TrialState.COMPLETE

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from admet.config import EnsembleConfig, config_to_dict, load_config, set_dotted
 from admet.data import MultitaskDataset, default_cache, load_training_data
-from admet.errors import ConfigError, TrainingDivergedError
+from admet.errors import ConfigError, TrainingDivergedError, disk_full
 from admet.hpo.artifacts import upload_trial_artifacts
 from admet.hpo.budget import claim
 from admet.hpo.search_space import suggest_params
@@ -191,6 +191,13 @@ class Objective:
             # the worker queues a retry; the finished members stay for it to reuse
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
+        except OSError as exc:
+            full = disk_full(exc)
+            if full is None:
+                raise
+            trial.set_user_attr("fail_reason", str(full)[:500])
+            shutil.rmtree(ckpt, ignore_errors=True)  # frees what this trial wrote; not retried
+            raise full from exc
         self.train_seconds += time.perf_counter() - train_start
         trained = [m for i, m in enumerate(ensemble.members) if i not in ensemble.reused_members]
         epochs = sum(m.epochs_trained for m in trained)

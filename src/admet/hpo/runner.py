@@ -26,7 +26,14 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from admet import interrupt
-from admet.errors import AdmetError, BudgetTakenError, ConfigError, DataError, TrainingDivergedError
+from admet.errors import (
+    AdmetError,
+    BudgetTakenError,
+    ConfigError,
+    DataError,
+    DiskFullError,
+    TrainingDivergedError,
+)
 from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.db_connections import worker_connections
 from admet.hpo.mlflow_mirror import MlflowMirror
@@ -46,7 +53,15 @@ __all__ = ["WorkerResult", "create_or_load_study", "failure_streak", "run_worker
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
-CATCH = (BudgetTakenError, TrainingDivergedError, ConfigError, DataError, MemoryError, torch.OutOfMemoryError)
+CATCH = (
+    BudgetTakenError,
+    TrainingDivergedError,
+    DiskFullError,
+    ConfigError,
+    DataError,
+    MemoryError,
+    torch.OutOfMemoryError,
+)
 
 
 class _LostRaceWithoutTraceback(logging.Filter):

@@ -9,10 +9,13 @@ place (a rename within one directory is atomic), under an advisory lock that ref
 second writer at once. :func:`check_complete` is what every loader calls first: a folder
 whose manifest does not match its files, or a leftover temporary folder, is refused in one
 line. Folders saved before manifests existed (no manifest, a normal name) load as before.
+A save that fails on a full filesystem is reported as ``ENOSPC`` naming the folder, whatever
+error the writer raised (torch's serializer raises a stream ``RuntimeError``).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -69,11 +72,22 @@ def writing(dest: str | os.PathLike[str]) -> Iterator[Path]:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, Exception) and _out_of_space(parent):
+                # torch.save reports a full disk as a RuntimeError of its stream; name it
+                raise OSError(errno.ENOSPC, "No space left on device", str(target)) from exc
             raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def _out_of_space(folder: Path) -> bool:
+    """Whether the filesystem of ``folder`` has (next to) no space left for a write."""
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False
 
 
 def _write_manifest(folder: Path) -> None:

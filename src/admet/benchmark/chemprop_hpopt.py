@@ -220,9 +220,14 @@ def run_hpopt(
             if (work / name).is_file():
                 shutil.copy2(work / name, out_dir / name)
     best_toml = out_dir / "best_config.toml"
+    trials = read_trials(out_dir / "all_progress.csv")
+    if not best_toml.is_file() and not trials and wall >= budget_minutes * 60:
+        raise DataError(
+            f"chemprop hpopt finished no trial in {budget_minutes:g} min ({epochs} epochs a trial); give it "
+            f"more time (--hpopt-minutes) or a smaller search space (--hpopt-search); see {log}"
+        )
     if done.returncode != 0 or not best_toml.is_file():
         raise DataError(f"chemprop hpopt failed (exit {done.returncode}); see {log}: {_tail(log)}")
-    trials = read_trials(out_dir / "all_progress.csv")
     best = tomllib.loads(_toml_text(best_toml))
     record = {
         "command": ["chemprop", "hpopt", *(a.replace(tmp, "$WORK") for a in cmd[cmd.index("--") + 1 :])],

@@ -160,6 +160,7 @@ def test_peer_variants_train_chemprop_on_the_strict_table(fang2023_raw, fang2023
         progress=False,
         hpopt_minutes=0.4,
         hpopt_epochs=1,
+        hpopt_search=["depth", "dropout"],  # a small space: trials of seconds on any machine
     )
     hp, tuned = result.rows
     assert (hp["variant"], tuned["variant"]) == ("chemprop-hpopt", "chemprop-tuned")
@@ -168,6 +169,7 @@ def test_peer_variants_train_chemprop_on_the_strict_table(fang2023_raw, fang2023
     )
     record = json.loads((out / "chemprop-hpopt" / "hpopt.json").read_text())
     assert hp["hpopt_trials"] == record["trials_finished"] >= 1
+    assert sorted(record["keywords"]) == ["depth", "dropout"]
     assert record["rows"] == 250  # the whole training table of the config, not a strict subset
     assert tuned["not_expressed"][0].startswith("model.ffn_type='branched'")
     table = (out / "table.md").read_text()

@@ -29,7 +29,7 @@ import torch
 from torch.optim import Adam, AdamW
 from torch.optim import optimizer as _optimizer
 
-__all__ = ["FusedAdamStep"]
+__all__ = ["FusedAdamStep", "adam_kernel"]
 
 _FLAGS_OFF = ("amsgrad", "maximize", "capturable", "differentiable")
 
@@ -124,21 +124,49 @@ class FusedAdamStep:
             return
         beta1, beta2 = group["betas"]
         torch._foreach_add_(self._steps, 1)
-        kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
-        kernel(
+        adam_kernel(
             self._params,
             grads,
             self._exp_avgs,
             self._exp_avg_sqs,
-            [],
             self._steps,
-            amsgrad=False,
             lr=group["lr"],
-            beta1=float(beta1),
-            beta2=float(beta2),
+            betas=(float(beta1), float(beta2)),
             weight_decay=group["weight_decay"],
             eps=group["eps"],
-            maximize=False,
-            grad_scale=None,
-            found_inf=None,
+            decoupled=bool(group.get("decoupled_weight_decay")),
         )
+
+
+def adam_kernel(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: list[torch.Tensor],
+    lr: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+    eps: float,
+    decoupled: bool = False,
+) -> None:
+    """Adam's (or AdamW's) fused update in place, the step counters already advanced: the
+    one call into PyTorch's private fused kernels (tests/model/test_fused_adam.py pins it)."""
+    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+    kernel(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        steps,
+        amsgrad=False,
+        lr=lr,
+        beta1=betas[0],
+        beta2=betas[1],
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )

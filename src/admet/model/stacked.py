@@ -246,7 +246,8 @@ class StackedMembers:
 
     def keep(self, positions: Sequence[int]) -> None:
         """Keep only the members at these positions of the stack (new leaf tensors)."""
-        index = torch.tensor(list(positions), dtype=torch.long, device=next(iter(self.params.values())).device)
+        device = next(iter(self.params.values())).device
+        index = torch.tensor(list(positions), dtype=torch.long, device=device)
         with torch.no_grad():
             self.params = {
                 k: v.index_select(0, index).requires_grad_(v.requires_grad) for k, v in self.params.items()
@@ -339,7 +340,7 @@ class StackedMembers:
         Chemprop's masked, task-weighted unreduced loss with unit sample weights."""
         crit = self.criterion
         no = torch.zeros_like(mask)
-        weights = torch.ones(preds.shape[:-1] + (1,), device=preds.device, dtype=preds.dtype)
+        weights = torch.ones((*preds.shape[:-1], 1), device=preds.device, dtype=preds.dtype)
         L = crit._calc_unreduced_loss(preds, targets, mask, weights, no, no)
         task_weights = self.buffers["predictor.criterion.task_weights"]  # (M, 1, T)
         return (L * task_weights * mask).sum((1, 2)), mask.sum((1, 2))
@@ -427,9 +428,7 @@ class _StackedReluBondMessagePassing(torch.autograd.Function):
             if ctx.biases[1]:
                 db_h = dZ.sum(1) if db_h is None else db_h + dZ.sum(1)
             dM = torch.bmm(dZ, W_h).view(M * Nb, -1)
-            dH = (
-                _sum_into(dM, src, n).index_select(0, dst).sub_(dM.index_select(0, rev)).view(M, Nb, -1)
-            )
+            dH = _sum_into(dM, src, n).index_select(0, dst).sub_(dM.index_select(0, rev)).view(M, Nb, -1)
         dZ = through_relu(dH, Hs[0], dropped=False)
         dX = dZ if dX is None else dX + dZ
         per_atom = _sum_into(dX.view(M * Nb, -1), src, n).view(M, Na, -1)

@@ -8,10 +8,13 @@ one whole training epoch after a warm-up epoch (validation excluded) and the cou
 divided by the optimiser steps taken in it. Printed per arm: ``aten`` operators per step
 (every dispatch, nested ones included), top-level ``aten`` operators per step (those a
 Python call dispatched directly), optimiser steps profiled, and the ratio ours/Chemprop's.
-Counts repeat exactly for the same code, data and versions, whatever the machine's load.
+The ``stacked`` arm trains ``--members`` members as one stacked model
+(``ensemble.batched``, :mod:`admet.model.stacked`) and its counts are per member per
+step: a step there is one step of every member. Counts repeat exactly for the same code,
+data and versions, whatever the machine's load.
 
     python benchmarks/train_dispatch.py [--models tiny,default] [--batch-sizes 32]
-        [--max-molecules 1000]
+        [--max-molecules 1000] [--members 5]
 """
 
 from __future__ import annotations
@@ -68,6 +71,56 @@ def _counting_callback():
     return Count()
 
 
+def _events(prof) -> tuple[int, int]:
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    top = [e for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")]
+    return len(events), len(top)
+
+
+def _stacked_counts(cfg, train, val, members: int) -> dict:
+    """Profile the stacked members' second epoch (after the first validation, up to the
+    second); the members share one fold here, so their epochs end together."""
+    import copy
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from admet.model import ChempropModel, stacked_fit
+    from admet.model.ensemble import member_seed
+    from admet.model.stacked import StackedAdam
+
+    state: dict = {"validations": 0, "prof": None, "steps": 0, "result": None}
+    validate, step = stacked_fit._validate, StackedAdam.step
+
+    def profiled_validate(*args):
+        if state["prof"] is not None and state["result"] is None:
+            state["prof"].__exit__(None, None, None)
+            n_all, n_top = _events(state["prof"])
+            k = state["steps"] * members
+            state["result"] = {"steps": state["steps"], "aten": n_all / k, "aten_top": n_top / k}
+        validate(*args)
+        state["validations"] += 1
+        if state["validations"] == 1:
+            state["steps"] = 0
+            state["prof"] = profile(activities=[ProfilerActivity.CPU])
+            state["prof"].__enter__()
+
+    def counted_step(self, lrs):
+        state["steps"] += 1
+        return step(self, lrs)
+
+    stacked_fit._validate = profiled_validate
+    StackedAdam.step = counted_step  # type: ignore[method-assign]
+    models = []
+    for m in range(members):
+        c = copy.deepcopy(cfg)
+        c.optimization.seed = member_seed(cfg.optimization.seed, m)
+        models.append(ChempropModel(c))
+    with torch.autograd.set_grad_enabled(True):
+        stacked_fit.fit_stacked(models, [(train, val)] * members)
+    return state["result"] or {}
+
+
 def _cell(args: dict, arm: str, model: str, batch: int, queue) -> None:
     warnings.filterwarnings("ignore")
     import logging
@@ -82,6 +135,8 @@ def _cell(args: dict, arm: str, model: str, batch: int, queue) -> None:
     counter = _counting_callback()
     if arm == "chemprop":
         _chemprop_fit(cfg, train, val, counter)
+    elif arm == "stacked":
+        counter.result = _stacked_counts(cfg, train, val, args["members"])
     else:
         ChempropModel(cfg).fit(train, val, callbacks=[counter])
     queue.put({"arm": arm, "model": model, "batch": batch, **(counter.result or {})})
@@ -95,6 +150,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32")
     parser.add_argument("--max-molecules", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--members", type=int, default=5, help="members of the stacked arm")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--data", default=None, help="processed fang2023 folder")
     args = parser.parse_args()
@@ -109,6 +165,7 @@ def main() -> None:
             "epochs": 3,
             "device": "cpu",
             "threads": args.threads,
+            "members": args.members,
         }
         cfg = _config(common, "tiny", 32)
         default_cache(cache_dir).graphs(load_training_data(cfg).smiles)  # featurise once, on disk
@@ -116,7 +173,7 @@ def main() -> None:
         rows = []
         for model in args.models.split(","):
             for batch in (int(b) for b in args.batch_sizes.split(",")):
-                for arm in ("chemprop", "admet"):
+                for arm in ("chemprop", "admet", "stacked"):
                     queue = ctx.Queue()
                     proc = ctx.Process(target=_cell, args=(common, arm, model, batch, queue))
                     proc.start()
@@ -132,12 +189,19 @@ def main() -> None:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             a = next(r for r in rows if (r["model"], r["batch"], r["arm"]) == (model, batch, "admet"))
             c = next(r for r in rows if (r["model"], r["batch"], r["arm"]) == (model, batch, "chemprop"))
+            st = next(r for r in rows if (r["model"], r["batch"], r["arm"]) == (model, batch, "stacked"))
             print(
                 f"{model} b{batch}: ours/Chemprop {a['aten'] / c['aten']:.2f}x all operators, "
-                f"{a['aten_top'] / c['aten_top']:.2f}x top-level"
+                f"{a['aten_top'] / c['aten_top']:.2f}x top-level; stacked x{args.members} per member / "
+                f"ours single {st['aten'] / a['aten']:.2f}x all, "
+                f"{st['aten_top'] / a['aten_top']:.2f}x top-level"
             )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "torch": __import__("torch").__version__}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"rows": rows, "members": args.members, "torch": __import__("torch").__version__}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -199,6 +199,10 @@ class EnsembleSection:
     seed: int = 0
     # Members trained in parallel processes (bounded by the CPU count).
     n_jobs: int = 1
+    # Members trained together in one process as one stacked model (admet.model.stacked):
+    # one step for all members instead of one each. Off by default until HPO pruning
+    # reads the stacked members' epochs; n_jobs is then not used.
+    batched: bool = False
 
 
 @dataclass

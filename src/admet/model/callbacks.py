@@ -19,8 +19,10 @@ __all__ = [
     "DeliverCtrlC",
     "EpochHistory",
     "SamplerStatsCallback",
+    "curriculum_scalars",
     "epoch_metrics",
     "record",
+    "sampler_statistics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,19 +60,32 @@ class SamplerStatsCallback(Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.sampler.set_epoch(trainer.current_epoch)
-        stats = self.sampler.get_weight_statistics()
-        row: dict[str, Any] = {"epoch": trainer.current_epoch, "phase": stats["phase"]}
-        for key in ("entropy", "normalized_entropy", "effective_samples", "min", "max"):
-            row[key] = stats[key]
-        for task, share in stats["task_share"].items():
-            row[f"task_share/{task}"] = share
-        for quality, share in stats.get("quality_share", {}).items():
-            row[f"quality_share/{quality}"] = share
-        logged = {f"sampler/{k}": float(v) for k, v in row.items() if k not in ("epoch", "phase")}
-        if stats["phase"] in ALL_PHASES:
-            logged["sampler/phase"] = float(ALL_PHASES.index(stats["phase"]))
+        row, logged = sampler_statistics(self.sampler, trainer.current_epoch)
         record(pl_module, logged)
         self.rows.append(row)
+
+
+def sampler_statistics(sampler: JointSampler, epoch: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """The sampler's weight statistics this epoch: the history row and the logged scalars."""
+    stats = sampler.get_weight_statistics()
+    row: dict[str, Any] = {"epoch": epoch, "phase": stats["phase"]}
+    for key in ("entropy", "normalized_entropy", "effective_samples", "min", "max"):
+        row[key] = stats[key]
+    for task, share in stats["task_share"].items():
+        row[f"task_share/{task}"] = share
+    for quality, share in stats.get("quality_share", {}).items():
+        row[f"quality_share/{quality}"] = share
+    logged = {f"sampler/{k}": float(v) for k, v in row.items() if k not in ("epoch", "phase")}
+    if stats["phase"] in ALL_PHASES:
+        logged["sampler/phase"] = float(ALL_PHASES.index(stats["phase"]))
+    return row, logged
+
+
+def curriculum_scalars(state: CurriculumState) -> dict[str, float]:
+    """The phase (index) and quality proportions an epoch trains with."""
+    values = {"curriculum/phase": float(state.phase_index)}
+    values.update({f"curriculum/p_{q}": float(p) for q, p in state.sampling_probs().items()})
+    return values
 
 
 class EpochHistory(Callback):
@@ -120,9 +135,7 @@ class CurriculumCallback(Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Log the phase (index) and proportions this epoch trains with."""
-        values = {"curriculum/phase": float(self.state.phase_index)}
-        values.update({f"curriculum/p_{q}": float(p) for q, p in self.state.sampling_probs().items()})
-        record(pl_module, values)
+        record(pl_module, curriculum_scalars(self.state))
 
     def state_dict(self) -> dict[str, Any]:
         return self.state.state_dict()

@@ -50,7 +50,9 @@ from admet.model.calibration import (
 from admet.model.folder import check_complete, writing
 from admet.model.metrics import regression_metrics
 from admet.model.model import CALIBRATION_FILE, ChempropModel, _labelled
+from admet.model.mpnn import MONITOR
 from admet.model.plots import parity_plots
+from admet.model.stacked_fit import fit_stacked, stacking_refusal
 from admet.tracking import RunTracker, flatten
 
 __all__ = ["ChempropEnsemble", "load_saved", "member_seed"]
@@ -241,7 +243,22 @@ class ChempropEnsemble:
 
         for m in self.reused_members:
             finish(m, members[m], None)  # type: ignore[arg-type]
-        if n_jobs > 1:
+        stacked = self._stacked_plan(todo, member_callbacks)
+        if stacked is not None:
+            children = {m: tracker.start_run(f"member_{m}", parent, {"admet.member": str(m)}) for m in todo}
+            self._open_runs += [(tracker, run) for run in children.values()]
+
+            def on_epoch(i: int, epoch: int, scalars: dict[str, float]) -> None:
+                tracker.log_metrics(children[todo[i]], scalars, step=epoch)
+                if progress:
+                    print(f"member {todo[i] + 1}/{n} epoch {epoch + 1}: {MONITOR} {scalars[MONITOR]:.4f}")
+
+            fitted = fit_stacked(stacked, [member_data[m] for m in todo], on_epoch=on_epoch)
+            for m, model in zip(todo, fitted, strict=True):
+                if ckpt is not None:
+                    model.save(ckpt / f"member_{m}", chemprop_copy=False)
+                finish(m, model, children[m])
+        elif n_jobs > 1:
             self._fit_parallel(member_data, every, todo, ckpt, tracker, parent, n_jobs, finish)
         else:
             for m in todo:
@@ -289,6 +306,24 @@ class ChempropEnsemble:
             return None
         logger.info("reusing finished member %d from %s", m, ckpt)
         return model
+
+    def _stacked_plan(
+        self, todo: list[int], member_callbacks: MemberCallbacks | None
+    ) -> list[ChempropModel] | None:
+        """The members to train stacked (``ensemble.batched``), or None for one fit each:
+        fewer than two to train, per-member Lightning callbacks (HPO pruning), or an
+        architecture the stacked model does not take (said in the log)."""
+        if not self.config.ensemble.batched or len(todo) < 2:
+            return None
+        if member_callbacks is not None:
+            logger.info("ensemble.batched: members take Lightning callbacks; training them one by one")
+            return None
+        models = [ChempropModel(self.member_config(m)) for m in todo]
+        refusal = stacking_refusal(models)
+        if refusal is not None:
+            logger.warning("ensemble.batched: %s; training the members one by one", refusal)
+            return None
+        return models
 
     def _fit_member(
         self,

@@ -33,7 +33,7 @@ from admet.model.fused_adam import FusedAdamStep
 from admet.model.layers import SIZED_AGGREGATIONS
 from admet.model.metrics import error_metrics
 
-__all__ = ["MONITOR", "MultitaskMPNN"]
+__all__ = ["MONITOR", "MultitaskMPNN", "validation_metrics"]
 
 MONITOR = "val/mae_macro"
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -277,18 +277,28 @@ class MultitaskMPNN(MPNN):
         self.log("val_loss", self._val_loss_sum / self._val_label_count.clamp(min=1), prog_bar=True)
         P = self._unscale(torch.cat(self._val_preds))
         Y = self._unscale(torch.cat(self._val_targets))
-        metrics = error_metrics(Y, P, self.task_names)
+        metrics, scalars = validation_metrics(Y, P, self.task_names, self.val_quality)
         self.last_val_metrics = metrics
         self.log(MONITOR, metrics["macro"]["mae"], prog_bar=True)
-        scalars = {"val/rmse_macro": metrics["macro"]["rmse"]}
-        for task in self.task_names:
-            if metrics[task]["n"]:
-                scalars[f"val/mae/{task}"] = metrics[task]["mae"]
-        if self.val_quality is not None and len(self.val_quality) == len(Y):
-            for quality in dict.fromkeys(self.val_quality):
-                rows = self.val_quality == quality
-                per_quality = error_metrics(Y[rows], P[rows], self.task_names)["macro"]
-                if np.isfinite(per_quality["mae"]):
-                    scalars[f"val/mae/{quality}"] = per_quality["mae"]
         self.record(scalars)
         self._send_recorded()  # now: a pruning callback may end the fit before the epoch ends
+
+
+def validation_metrics(
+    Y: np.ndarray, P: np.ndarray, task_names: Sequence[str], quality: np.ndarray | None
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """The validation errors in the targets' units (per task and macro), and the epoch
+    scalars besides ``MONITOR``: ``val/rmse_macro``, ``val/mae/<task>`` and, with quality
+    labels, ``val/mae/<quality>``."""
+    metrics = error_metrics(Y, P, list(task_names))
+    scalars = {"val/rmse_macro": metrics["macro"]["rmse"]}
+    for task in task_names:
+        if metrics[task]["n"]:
+            scalars[f"val/mae/{task}"] = metrics[task]["mae"]
+    if quality is not None and len(quality) == len(Y):
+        for tier in dict.fromkeys(quality):
+            rows = quality == tier
+            per_quality = error_metrics(Y[rows], P[rows], list(task_names))["macro"]
+            if np.isfinite(per_quality["mae"]):
+                scalars[f"val/mae/{tier}"] = per_quality["mae"]
+    return metrics, scalars

@@ -40,6 +40,7 @@ members' tensors are copied into a smaller stack, so it costs nothing further.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,8 +120,14 @@ class StackedGraphs:
     def __len__(self) -> int:
         return len(self.atom_offsets) - 1
 
-    def batch(self, sets: Sequence[np.ndarray | Tensor | Sequence[int]]) -> StackedBatch:
-        """The stacked batch of the members' index sets (one per member, any sizes)."""
+    def batch(
+        self,
+        sets: Sequence[np.ndarray | Tensor | Sequence[int]],
+        target_sets: Sequence[np.ndarray] | None = None,
+    ) -> StackedBatch:
+        """The stacked batch of the members' index sets (one per member, any sizes);
+        ``target_sets``: the rows of the target table for those molecules, when they are
+        not the same numbers (members with their own scaled targets)."""
         sets = [np.asarray(s.cpu() if isinstance(s, Tensor) else s, dtype=np.int64) for s in sets]
         M = len(sets)
         sizes = np.array([len(s) for s in sets], dtype=np.int64)
@@ -178,9 +185,13 @@ class StackedGraphs:
         )
         if self.Y is not None:
             slot_index = np.full(M * S, len(self.Y) - 1, dtype=np.int64)
-            slot_index[member * S + place] = idx
+            slot_index[member * S + place] = idx if target_sets is None else _concat(target_sets)
             out.Y = self.Y.index_select(0, dev(slot_index)).view(M, S, -1)
         return out
+
+
+def _concat(sets: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(s, dtype=np.int64) for s in sets])
 
 
 def _within(counts: np.ndarray) -> np.ndarray:
@@ -254,6 +265,18 @@ class StackedMembers:
             }
             self.buffers = {k: v.index_select(0, index) for k, v in self.buffers.items()}
         self.members = [self.members[i] for i in positions]
+
+    def subset(self, positions: Sequence[int]) -> StackedMembers:
+        """A stack of these positions' members for inference (copies, no gradients)."""
+        out = copy.copy(self)
+        device = next(iter(self.params.values())).device
+        index = torch.tensor(list(positions), dtype=torch.long, device=device)
+        with torch.no_grad():
+            out.params = {k: v.index_select(0, index) for k, v in self.params.items()}
+            out.buffers = {k: v.index_select(0, index) for k, v in self.buffers.items()}
+        out.members = [self.members[i] for i in positions]
+        out.training = False
+        return out
 
     def state_dict(self, position: int) -> dict[str, Tensor]:
         """Member ``position``'s own state dict (copies), loadable into a ``MultitaskMPNN``."""

@@ -1,0 +1,318 @@
+"""Training the members of an ensemble together as one stacked model
+(``ensemble.batched``; the stacked arithmetic is :mod:`admet.model.stacked`).
+
+Each member keeps everything its own fit would have: its initial weights (built from its
+seed as :meth:`ChempropModel._fit` builds them), its training fold and target scaler, its
+sampler stream (a :class:`~admet.sampling.JointSampler` with its seed, curriculum phase and
+epoch counter, or the seeded shuffle), its Noam learning-rate schedule counted in its own
+steps, its validation fold, early stopping on ``val/mae_macro`` with its patience, and its
+best-epoch weights. Members advance in lock step, one batch each per step; a member whose
+epoch ends is validated at that step (members with equal folds end together and are
+validated together) while the others train on. A member that stops leaves the stack.
+
+This is a loop of its own rather than a Lightning ``Trainer``: a trainer fits one module
+with one epoch counter, and here every member has its own epochs, stopping and
+checkpoint. What the single-member path gets from Lightning's ``EarlyStopping``,
+``ModelCheckpoint`` and the curriculum callback is done here with the same rules: a
+strictly lower monitor value is an improvement, ``patience`` epochs without one stop the
+member, a non-finite value stops it, a curriculum phase change may reset the patience.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from chemprop.schedulers import build_NoamLike_LRSched
+from lightning.pytorch import seed_everything
+from sklearn.preprocessing import StandardScaler
+
+from admet import interrupt
+from admet.data import MultitaskDataset
+from admet.data.packed import EpochBatches, PackedGraphs, SeededShuffle
+from admet.errors import TrainingDivergedError
+from admet.model.callbacks import curriculum_scalars, sampler_statistics
+from admet.model.model import PREDICT_BATCH_SIZE, ChempropModel, freeze_startup_heap, resolve_device
+from admet.model.mpnn import MONITOR, MultitaskMPNN, validation_metrics
+from admet.model.stacked import StackedAdam, StackedGraphs, StackedMembers, stackable
+
+__all__ = ["EpochReport", "fit_stacked", "stacking_refusal"]
+
+EpochReport = Callable[[int, int, dict[str, float]], None]
+"""Called with (member index, epoch, that epoch's scalars) after each member epoch."""
+
+
+def stacking_refusal(models: Sequence[ChempropModel]) -> str | None:
+    """Why these members cannot train stacked (None when they can): one architecture,
+    one batch size and epoch count, a model :func:`~admet.model.stacked.stackable` takes."""
+    keys = {
+        (repr(m.config.model), m.config.optimization.batch_size, m.config.optimization.max_epochs)
+        for m in models
+    }
+    if len(keys) != 1:
+        return "the members differ in architecture, batch size or epochs"
+    scaler = np.zeros((1, len(models[0].task_names))), np.ones((1, len(models[0].task_names)))
+    return stackable(models[0]._build_mpnn(*scaler))
+
+
+@dataclass
+class _Member:
+    """One member's training state in the stacked loop."""
+
+    index: int
+    model: ChempropModel
+    mpnn: MultitaskMPNN
+    train_rows: np.ndarray  # graph-table row of each training molecule
+    train_targets: np.ndarray  # target-table row of each training molecule
+    val_rows: np.ndarray
+    val_targets: np.ndarray
+    val: MultitaskDataset
+    mean: np.ndarray
+    scale: np.ndarray
+    batches: EpochBatches
+    lr_at: Callable[[int], float]
+    patience: int
+    max_epochs: int
+    sampler: Any
+    epoch: int = 0
+    step: int = 0
+    wait: int = 0
+    best: float = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    sampler_rows: list[dict[str, Any]] = field(default_factory=list)
+    pending: Iterator[Any] | None = None
+    steps_left: int = 0
+    scalars: dict[str, float] = field(default_factory=dict)
+    loss_sum: float = 0.0
+    label_count: float = 0.0
+    start: float = 0.0
+
+
+def fit_stacked(
+    models: Sequence[ChempropModel],
+    data: Sequence[tuple[MultitaskDataset, MultitaskDataset]],
+    on_epoch: EpochReport | None = None,
+) -> list[ChempropModel]:
+    """Train ``models[m]`` on ``data[m]`` = (train, val), all at once; returns the models,
+    each fitted as :meth:`ChempropModel.fit` leaves it (best weights, history, scores).
+
+    Raises:
+        TrainingDivergedError: a member reached no finite validation metric.
+    """
+    start = time.perf_counter()
+    freeze_startup_heap()
+    first = models[0]
+    device = resolve_device(first.config.optimization.accelerator)
+    cache = first.cache
+    # one graph table for every molecule any member sees; targets per member (own scaler)
+    smiles = list(dict.fromkeys(s for tr, va in data for part in (tr, va) for s in part.smiles))
+    row_of = {s: i for i, s in enumerate(smiles)}
+    graphs = PackedGraphs.from_graphs(cache.graphs(smiles)).to(device)
+    members: list[_Member] = []
+    targets: list[np.ndarray] = []
+    offset = 0
+    for m, (model, (train, val)) in enumerate(zip(models, data, strict=True)):
+        opt = model.config.optimization
+        seed_everything(opt.seed, workers=True, verbose=False)
+        scaler = StandardScaler().fit(train.Y)
+        mean = np.nan_to_num(scaler.mean_, nan=0.0)
+        scale = np.nan_to_num(scaler.scale_, nan=1.0)
+        sampler = model.build_sampler(train)
+        order = sampler if sampler is not None else SeededShuffle(len(train), opt.seed)
+        n = len(order)
+        batches = EpochBatches(order, opt.batch_size, drop_last=n % opt.batch_size == 1, n=n)
+        mpnn = model._build_mpnn(mean, scale)  # the weights its own fit would start from
+        mpnn.set_validation_info(model.task_names, val.quality)
+        steps = batches.n_batches
+        warmup = mpnn.warmup_epochs
+        dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=mpnn.init_lr)
+        sched = build_NoamLike_LRSched(
+            dummy, warmup * steps, (opt.max_epochs - warmup) * steps, mpnn.init_lr, mpnn.max_lr, mpnn.final_lr
+        )
+        lam, init_lr = sched.lr_lambdas[0], mpnn.init_lr
+        targets += [(train.Y - mean) / scale, (val.Y - mean) / scale]
+        members.append(
+            _Member(
+                index=m,
+                model=model,
+                mpnn=mpnn,
+                train_rows=np.array([row_of[s] for s in train.smiles], dtype=np.int64),
+                train_targets=offset + np.arange(len(train)),
+                val_rows=np.array([row_of[s] for s in val.smiles], dtype=np.int64),
+                val_targets=offset + len(train) + np.arange(len(val)),
+                val=val,
+                mean=mean,
+                scale=scale,
+                batches=batches,
+                lr_at=lambda step, lam=lam, init_lr=init_lr: init_lr * lam(step),
+                patience=opt.patience,
+                max_epochs=opt.max_epochs,
+                sampler=sampler,
+                start=time.perf_counter(),
+            )
+        )
+        offset += len(train) + len(val)
+    table = StackedGraphs(graphs, np.concatenate(targets))
+    stack = StackedMembers([mb.mpnn for mb in members])
+    for mb in members:
+        mb.mpnn.to(device)
+    adam = StackedAdam(_to(stack, device))
+    live = list(members)  # position p in the stack is live[p]
+    for mb in live:
+        _start_epoch(mb)
+
+    while live:
+        interrupt.check()
+        sets = [next(mb.pending) for mb in live]  # type: ignore[arg-type]
+        batch = table.batch(
+            [mb.train_rows[s] for mb, s in zip(live, sets, strict=True)],
+            [mb.train_targets[s] for mb, s in zip(live, sets, strict=True)],
+        )
+        stack.training = True
+        preds = stack.predict_scaled(batch)
+        mask = batch.Y.isfinite()
+        total, count = stack.losses(preds, batch.Y.nan_to_num(0.0), mask)
+        adam.zero_grad()
+        (total / count.clamp(min=1)).sum().backward()
+        adam.step([mb.lr_at(mb.step) for mb in live])
+        sums, counts = total.detach().tolist(), count.tolist()
+        ended = []
+        for p, mb in enumerate(live):
+            mb.step += 1
+            mb.loss_sum += sums[p]
+            mb.label_count += counts[p]
+            if mb.steps_left == 0:
+                ended.append(p)
+        if not ended:
+            continue
+        _validate(stack, table, [live[p] for p in ended], ended)
+        done = []
+        for p in ended:
+            mb = live[p]
+            if _end_epoch(mb, stack, p, on_epoch):
+                done.append(p)
+            else:
+                _start_epoch(mb)
+        if done:
+            keep = [p for p in range(len(live)) if p not in done]
+            live = [live[p] for p in keep]
+            if keep:
+                stack.keep(keep)
+                adam.bind(stack.params, keep=keep)
+    return [_finish(mb, start) for mb in members]
+
+
+def _to(stack: StackedMembers, device: torch.device) -> dict[str, torch.Tensor]:
+    """Move the stack to ``device`` (new leaves there) and return its parameters."""
+    with torch.no_grad():
+        stack.params = {k: v.detach().to(device).requires_grad_() for k, v in stack.params.items()}
+        stack.buffers = {k: v.to(device) for k, v in stack.buffers.items()}
+    return stack.params
+
+
+def _start_epoch(mb: _Member) -> None:
+    mb.batches.set_epoch(mb.epoch)
+    mb.scalars = {}
+    if mb.sampler is not None:
+        row, logged = sampler_statistics(mb.sampler, mb.epoch)
+        mb.sampler_rows.append(row)
+        mb.scalars.update(logged)
+        if mb.sampler.curriculum_state is not None:
+            mb.scalars.update(curriculum_scalars(mb.sampler.curriculum_state))
+    epoch_batches = list(iter(mb.batches))
+    mb.steps_left = len(epoch_batches)
+    mb.pending = _counting(mb, epoch_batches)
+    mb.loss_sum = mb.label_count = 0.0
+
+
+def _counting(mb: _Member, batches: list[Any]) -> Iterator[Any]:
+    for b in batches:
+        mb.steps_left -= 1
+        yield np.asarray(b, dtype=np.int64)
+
+
+@torch.no_grad()
+def _validate(
+    stack: StackedMembers, table: StackedGraphs, ended: list[_Member], positions: list[int]
+) -> None:
+    """Each ended member's validation scalars (``val_loss``, ``MONITOR`` and the rest)."""
+    sub = stack.subset(positions)
+    chunk = PREDICT_BATCH_SIZE
+    n_chunks = max(-(-len(mb.val_rows) // chunk) for mb in ended)
+    preds: list[list[np.ndarray]] = [[] for _ in ended]
+    loss = np.zeros(len(ended))
+    labels = np.zeros(len(ended))
+    for c in range(n_chunks):
+        part = [slice(c * chunk, (c + 1) * chunk) for _ in ended]
+        batch = table.batch(
+            [mb.val_rows[s] for mb, s in zip(ended, part, strict=True)],
+            [mb.val_targets[s] for mb, s in zip(ended, part, strict=True)],
+        )
+        P = sub.predict_scaled(batch)
+        mask = batch.Y.isfinite()
+        total, count = sub.losses(P, batch.Y.nan_to_num(0.0), mask)
+        loss += total.cpu().numpy()
+        labels += count.cpu().numpy()
+        for i, size in enumerate(batch.sizes):
+            preds[i].append(P[i, :size].double().cpu().numpy())
+    for i, mb in enumerate(ended):
+        P = np.concatenate(preds[i]) * mb.scale + mb.mean
+        metrics, scalars = validation_metrics(mb.val.Y, P, mb.model.task_names, mb.mpnn.val_quality)
+        mb.scalars.update(scalars)
+        mb.scalars["val_loss"] = loss[i] / max(labels[i], 1.0)
+        mb.scalars[MONITOR] = metrics["macro"]["mae"]
+        mb.mpnn.last_val_metrics = metrics
+
+
+def _end_epoch(mb: _Member, stack: StackedMembers, position: int, on_epoch: EpochReport | None) -> bool:
+    """Record the epoch, keep the best weights, apply early stopping and the curriculum;
+    True when the member has finished."""
+    mb.scalars["train_loss_epoch"] = mb.loss_sum / max(mb.label_count, 1.0)
+    value = mb.scalars[MONITOR]
+    row = {"epoch": float(mb.epoch)}
+    row.update({k: (v if math.isfinite(v) else math.nan) for k, v in mb.scalars.items()})
+    mb.history.append(row)
+    if on_epoch is not None:
+        on_epoch(mb.index, mb.epoch, dict(mb.scalars))
+    finished = not math.isfinite(value)  # EarlyStopping's check_finite
+    if math.isfinite(value) and value < mb.best:  # ModelCheckpoint and EarlyStopping: strict
+        mb.best, mb.wait = value, 0
+        mb.best_state = stack.state_dict(position)
+    else:
+        mb.wait += 1
+    state = None if mb.sampler is None else mb.sampler.curriculum_state
+    if state is not None:
+        cur = mb.model.config.joint_sampling.curriculum
+        monitored = mb.scalars.get(cur.monitor_metric)
+        if monitored is not None:
+            state.update_from_val_top(mb.epoch, float(monitored))
+            if state.maybe_advance_phase(mb.epoch) and cur.reset_early_stopping_on_phase_change:
+                mb.wait = 0
+    mb.epoch += 1
+    return finished or mb.wait >= mb.patience or mb.epoch >= mb.max_epochs
+
+
+def _finish(mb: _Member, start: float) -> ChempropModel:
+    model = mb.model
+    if mb.best_state is None:
+        raise TrainingDivergedError(f"training diverged: no finite {MONITOR} in {mb.epoch} epoch(s)")
+    mpnn = mb.mpnn.cpu()
+    mpnn.load_state_dict({k: v.cpu() for k, v in mb.best_state.items()})
+    model.mpnn = mpnn.eval()
+    model.history = mb.history
+    model.sampler_history = mb.sampler_rows
+    state = None if mb.sampler is None else mb.sampler.curriculum_state
+    model.curriculum_history = [] if state is None else list(state.history)
+    model.best_score = float(mb.best)
+    scores = [r.get(MONITOR, math.inf) for r in mb.history]
+    model.best_epoch = int(np.nanargmin(scores)) if scores else None
+    model.epochs_trained = len(mb.history)
+    # the members trained together: each one's share of the wall time is the whole of it
+    model.fit_seconds = time.perf_counter() - start
+    return model

@@ -47,6 +47,32 @@ def test_pruning_callback_prunes_when_the_pruner_says_so(synthetic_csv):
         model.fit(data.subset(tr), data.subset(va), callbacks=[TrialPruningCallback(study.ask())])
 
 
+def test_stacked_members_report_and_prune_like_one_by_one(synthetic_csv):
+    """With ``ensemble.batched`` the trial hears member 0's epochs, as from the callback,
+    and a prune ends the stacked fit."""
+    from admet.model.ensemble import ChempropEnsemble
+
+    overrides = tiny_overrides(synthetic_csv, ensemble__batched=True)
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    pruning = TrialPruningCallback(study.ask())
+    ens = ChempropEnsemble.from_config({"ensemble": {"n_members": 2, "split": "random"}}, overrides)
+    ens.fit(on_member_epoch=lambda m, epoch, scalars: pruning.report(epoch, scalars) if m == 0 else None)
+    frozen = study.trials[0]
+    reported = [frozen.intermediate_values[e] for e in sorted(frozen.intermediate_values)]
+    assert reported == pytest.approx([row["val/mae_macro"] for row in ens.members[0].history])
+    assert pruning.epochs == ens.members[0].epochs_trained
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    study = optuna.create_study(pruner=Always())
+    pruning = TrialPruningCallback(study.ask())
+    ens = ChempropEnsemble.from_config({"ensemble": {"n_members": 2, "split": "random"}}, overrides)
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 0"):
+        ens.fit(on_member_epoch=lambda m, epoch, scalars: pruning.report(epoch, scalars) if m == 0 else None)
+
+
 class _Flaky:
     url = "postgresql://u@db.example:5432/x"
 

@@ -75,3 +75,34 @@ def test_an_architecture_it_cannot_stack_trains_one_by_one(synthetic_csv, caplog
         ens.fit()
     assert "training the members one by one" in caplog.text and "activation" in caplog.text
     assert len(ens.members) == 2 and np.isfinite(ens.cv_score)
+
+
+def test_members_finished_before_a_kill_are_reused(synthetic_csv, monkeypatch, tmp_path):
+    """A member saved when it stopped survives a fit that dies later; the next fit with
+    the same checkpoint folder reuses it and trains only the others (stacked again)."""
+    real_validate = stacked_fit._validate
+
+    def validate(stack, table, ended, positions):
+        real_validate(stack, table, ended, positions)
+        for mb in ended:
+            if mb.index == 0:
+                mb.scalars[MONITOR] = 1.0 + mb.epoch  # member 0 stops after its second epoch
+
+    monkeypatch.setattr(stacked_fit, "_validate", validate)
+
+    def kill(member: int, epoch: int, scalars: dict) -> None:
+        if member == 1 and epoch == 2:
+            raise KeyboardInterrupt
+
+    extra = dict(n=3, ensemble__batched=True, optimization__max_epochs=4, optimization__patience=1)
+    with pytest.raises(KeyboardInterrupt):
+        _ensemble(synthetic_csv, **extra).fit(checkpoint_dir=tmp_path, on_member_epoch=kill)
+    assert (tmp_path / "member_0" / "training.json").is_file()
+    assert not (tmp_path / "member_1").exists()
+    monkeypatch.setattr(stacked_fit, "_validate", real_validate)
+    trained: list[int] = []
+    resumed = _ensemble(synthetic_csv, **extra).fit(
+        checkpoint_dir=tmp_path, on_member_epoch=lambda m, e, s: trained.append(m)
+    )
+    assert resumed.reused_members == [0]
+    assert set(trained) == {1, 2} and resumed.members[0].epochs_trained == 2

@@ -77,10 +77,14 @@ class TrialPruningCallback(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        value = epoch_metrics(trainer).get(self.monitor)
+        self.report(trainer.current_epoch, epoch_metrics(trainer))
+
+    def report(self, epoch: int, scalars: dict[str, float]) -> None:
+        """Report this epoch's monitored value; raise ``TrialPruned`` when the pruner says
+        so (also called directly by stacked members, which have no trainer)."""
+        value = scalars.get(self.monitor)
         if value is None or not math.isfinite(float(value)):
             return
-        epoch = trainer.current_epoch
         self.epochs = epoch + 1
         try:
             self.trial.report(float(value), step=epoch)
@@ -159,12 +163,22 @@ class Objective:
         pruning = TrialPruningCallback(trial)
         # Pruning reports intermediate values, which Optuna allows for single-objective
         # studies only; it needs the first member in this process (n_jobs == 1).
-        prunable = self.spec.prunes and train_cfg.ensemble.n_jobs == 1
+        # Stacked members (ensemble.batched) report the same value, member 0's epoch, from
+        # the stacked loop; a prune there ends every member's training at once.
+        batched = train_cfg.ensemble.batched
+        prunable = self.spec.prunes and (batched or train_cfg.ensemble.n_jobs == 1)
         train_start = time.perf_counter()
         try:
             ensemble = ChempropEnsemble(train_cfg).fit(
                 self.data,
-                member_callbacks=(lambda m: [pruning] if m == 0 else []) if prunable else None,
+                member_callbacks=(lambda m: [pruning] if m == 0 else [])
+                if prunable and not batched
+                else None,
+                on_member_epoch=(
+                    (lambda m, epoch, scalars: pruning.report(epoch, scalars) if m == 0 else None)
+                    if prunable and batched
+                    else None
+                ),
                 checkpoint_dir=ckpt,
                 progress=self.progress,
                 calibrate=False,  # the objective scores folds; calibration is for refit models

@@ -156,6 +156,7 @@ class ChempropEnsemble:
         on_member_done: Callable[[int, ChempropModel, dict], None] | None = None,
         run_tags: dict[str, str] | None = None,
         calibrate: bool = True,
+        on_member_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     ) -> ChempropEnsemble:
         """Train (or reload) every member; returns self.
 
@@ -168,6 +169,9 @@ class ChempropEnsemble:
             on_member_done: called with (index, member, fold metrics) after each member.
             run_tags: extra tags of the ensemble's MLflow run (e.g. the study it refits).
             calibrate: fit the uncertainty calibration (CV+) on the out-of-fold errors.
+            on_member_epoch: with ``ensemble.batched``, called with (member, epoch, that
+                epoch's scalars) after every member epoch (HPO pruning; what
+                ``member_callbacks`` are to members trained one by one).
         """
         start = time.perf_counter()
         cfg = self.config
@@ -253,11 +257,15 @@ class ChempropEnsemble:
                 if progress:
                     print(f"member {todo[i] + 1}/{n} epoch {epoch + 1}: {MONITOR} {scalars[MONITOR]:.4f}")
 
-            fitted = fit_stacked(stacked, [member_data[m] for m in todo], on_epoch=on_epoch)
-            for m, model in zip(todo, fitted, strict=True):
-                if ckpt is not None:
-                    model.save(ckpt / f"member_{m}", chemprop_copy=False)
-                finish(m, model, children[m])
+                if on_member_epoch is not None:
+                    on_member_epoch(todo[i], epoch, scalars)
+
+            def done(i: int, model: ChempropModel) -> None:
+                if ckpt is not None:  # at once: a fit killed later keeps it
+                    model.save(ckpt / f"member_{todo[i]}", chemprop_copy=False)
+                finish(todo[i], model, children[todo[i]])
+
+            fit_stacked(stacked, [member_data[m] for m in todo], on_epoch=on_epoch, on_done=done)
         elif n_jobs > 1:
             self._fit_parallel(member_data, every, todo, ckpt, tracker, parent, n_jobs, finish)
         else:

@@ -98,9 +98,14 @@ def fit_stacked(
     models: Sequence[ChempropModel],
     data: Sequence[tuple[MultitaskDataset, MultitaskDataset]],
     on_epoch: EpochReport | None = None,
+    on_done: Callable[[int, ChempropModel], None] | None = None,
 ) -> list[ChempropModel]:
     """Train ``models[m]`` on ``data[m]`` = (train, val), all at once; returns the models,
     each fitted as :meth:`ChempropModel.fit` leaves it (best weights, history, scores).
+
+    ``on_epoch`` hears every member epoch (an exception it raises, such as Optuna's
+    ``TrialPruned``, ends the whole fit); ``on_done`` receives each member as soon as it
+    has finished (to save it: a fit killed later keeps the members finished before).
 
     Raises:
         TrainingDivergedError: a member reached no finite validation metric.
@@ -200,12 +205,16 @@ def fit_stacked(
             else:
                 _start_epoch(mb)
         if done:
+            for p in done:
+                fitted = _finish(live[p], start)
+                if on_done is not None:
+                    on_done(live[p].index, fitted)
             keep = [p for p in range(len(live)) if p not in done]
             live = [live[p] for p in keep]
             if keep:
                 stack.keep(keep)
                 adam.bind(stack.params, keep=keep)
-    return [_finish(mb, start) for mb in members]
+    return [mb.model for mb in members]
 
 
 def _to(stack: StackedMembers, device: torch.device) -> dict[str, torch.Tensor]:

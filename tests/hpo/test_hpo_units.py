@@ -160,3 +160,40 @@ def test_a_trial_that_lost_the_budget_race_is_logged_in_one_line_without_traceba
     lost, bug = out.getvalue().split("Trial 3 failed with value None.")[:2]
     assert "study budget already taken" in lost and "Traceback" not in lost
     assert "Traceback" in bug and "a real bug" in bug  # other failures keep theirs
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_worker_says_which_member_and_epoch_a_trial_is_on(synthetic_csv, tmp_path, caplog, batched):
+    """Off a terminal, the worker logs one status line per member epoch from the trial's
+    start on: trial number, member, epoch e/E and the validation value. With stacked
+    members (ensemble.batched) the trial also reports its epochs to the pruner."""
+    from admet.hpo.runner import run_worker
+
+    spec = load_study_spec(
+        "joint_sampling",
+        [
+            "n_trials=1",
+            f"data.train_file={synthetic_csv}",
+            "data.target_cols=[logP, TPSA, MW]",
+            "data.featurization_cache_dir=null",
+            "ensemble.split=random",
+            "ensemble.n_members=2",
+            f"ensemble.batched={str(batched).lower()}",
+            "optimization.max_epochs=2",
+            "model.depth=2",
+            "model.message_hidden_dim=16",
+            "model.hidden_dim=16",
+        ],
+    )
+    with caplog.at_level(logging.INFO, logger="admet.hpo.runner"):
+        run_worker(spec, f"sqlite:///{tmp_path / 's.db'}", mlflow_enabled=False, progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trial 0 · ")]
+    assert "starting" in lines[0]
+    epochs = [line for line in lines if " · epoch " in line]
+    trial = optuna.load_study(study_name="joint_sampling", storage=f"sqlite:///{tmp_path / 's.db'}").trials[0]
+    n_epochs = trial.user_attrs["epochs_trained"]
+    assert len(epochs) == n_epochs  # one line per member epoch
+    assert any("member 2" in line and "epoch 1/2 · val/mae_macro 0." in line for line in epochs)
+    # member 0's epochs reached the pruner, stacked or not
+    assert sorted(trial.intermediate_values) == list(range(len(trial.intermediate_values)))
+    assert len(trial.intermediate_values) >= 1

@@ -22,7 +22,7 @@ import math
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from admet.data import MultitaskDataset, default_cache, load_training_data
 from admet.errors import ConfigError, TrainingDivergedError, disk_full
 from admet.hpo.artifacts import upload_trial_artifacts
 from admet.hpo.budget import claim
+from admet.hpo.progress import EpochProgressCallback, TrialProgress
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import until_reachable
@@ -110,8 +111,11 @@ class Objective:
         data: MultitaskDataset | None = None,
         work_dir: Path | None = None,
         progress: bool = False,
+        status: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
+        # where the trial's member and epoch status goes (admet.hpo.progress); None: nowhere
+        self.status = status
         self.base = base
         self.data = data if data is not None else load_training_data(base)
         default_cache(base.data.featurization_cache_dir).graphs(self.data.smiles)  # once per worker
@@ -167,18 +171,32 @@ class Objective:
         # the stacked loop; a prune there ends every member's training at once.
         batched = train_cfg.ensemble.batched
         prunable = self.spec.prunes and (batched or train_cfg.ensemble.n_jobs == 1)
+        n_members = train_cfg.ensemble.n_members
+        status = None
+        if self.status is not None:
+            status = TrialProgress(
+                self.status, trial.number, n_members, train_cfg.optimization.max_epochs, batched
+            )
+            status.start()
+
+        def member_callbacks(m: int) -> list[Callback]:
+            out: list[Callback] = [pruning] if prunable and m == 0 else []
+            return out + ([EpochProgressCallback(status, m)] if status is not None else [])
+
+        def on_member_epoch(m: int, epoch: int, scalars: dict[str, float]) -> None:
+            if status is not None:
+                status.epoch(m, epoch, scalars)
+            if prunable and m == 0:
+                pruning.report(epoch, scalars)
+
+        one_by_one = not batched and train_cfg.ensemble.n_jobs == 1
         train_start = time.perf_counter()
         try:
             ensemble = ChempropEnsemble(train_cfg).fit(
                 self.data,
-                member_callbacks=(lambda m: [pruning] if m == 0 else [])
-                if prunable and not batched
-                else None,
-                on_member_epoch=(
-                    (lambda m, epoch, scalars: pruning.report(epoch, scalars) if m == 0 else None)
-                    if prunable and batched
-                    else None
-                ),
+                member_callbacks=member_callbacks if one_by_one and (prunable or status) else None,
+                on_member_epoch=on_member_epoch if batched else None,
+                on_member_done=(lambda m, model, metrics: status.member_done(m)) if status else None,
                 checkpoint_dir=ckpt,
                 progress=self.progress,
                 calibrate=False,  # the objective scores folds; calibration is for refit models

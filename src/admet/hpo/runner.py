@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
@@ -298,6 +299,17 @@ def run_worker(
         disable=not progress,
         initial=budget(study)["FINISHED"],
     )
+    on_terminal = progress and sys.stderr.isatty()
+
+    def show(text: str) -> None:
+        """A trial's member/epoch status: on the bar on a terminal, else one log line."""
+        if on_terminal:
+            bar.set_postfix_str(text, refresh=True)
+        else:
+            logger.info(text)
+
+    if getattr(objective, "status", "absent") is None:
+        objective.status = show
     started = time.monotonic()
     # Ctrl-C lands between database calls and is never lost (admet.interrupt)
     with interrupt.deliver_at_safe_points():

@@ -127,6 +127,23 @@ def _member_fit(arm: str, overrides: list[str], members: int, n_jobs: int) -> No
     print(json.dumps({"fit_seconds": seconds, "member_molecules": member_molecules}))
 
 
+def render(data: dict) -> str:
+    """The results table of a run (its ``--json`` file), as the results page shows it."""
+    rows = data["rows"]
+    out = [
+        "| model | arm | member-molecules/s | fit s | peak RSS MB | vs processes | vs chemprop |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        by = {x["arm"]: x for x in rows if x["model"] == r["model"]}
+        vs = [f"{r['rate'] / by[o]['rate']:.2f}x" if o in by else "" for o in ("processes", "chemprop")]
+        out.append(
+            f"| {r['model']} | {r['arm']} | {r['rate']:.0f} | {r['fit_seconds']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} | {vs[0]} | {vs[1]} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -141,7 +158,11 @@ def main() -> None:
     parser.add_argument("--arms", default="batched,processes,chemprop")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, help="measure nothing: print the table of this --json file")
     args = parser.parse_args()
+    if args.report:
+        print(render(json.loads(args.report.read_text())), end="")
+        return
     if args._child:
         arm, model, table = args._child
         cache = Path(tempfile.gettempdir()) / "admet-ensemble-throughput-cache"

@@ -142,6 +142,34 @@ def _cell(args: dict, arm: str, model: str, batch: int, queue) -> None:
     queue.put({"arm": arm, "model": model, "batch": batch, **(counter.result or {})})
 
 
+def render(data: dict) -> str:
+    """The results table of a run (its ``--json`` file), as the results page shows it."""
+    rows, members = data["rows"], data["members"]
+    out = [
+        "| model | batch | arm | steps profiled | aten ops per member-step | top-level per member-step |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        arm = f"stacked x{members}" if r["arm"] == "stacked" else r["arm"]
+        out.append(
+            f"| {r['model']} | {r['batch']} | {arm} | {r['steps']} | {r['aten']:.1f} | {r['aten_top']:.1f} |"
+        )
+    out += [
+        "",
+        "| model | batch | ours / Chemprop | stacked / ours (per member) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for model, batch in dict.fromkeys((r["model"], r["batch"]) for r in rows):
+        arm = {r["arm"]: r for r in rows if (r["model"], r["batch"]) == (model, batch)}
+        a, c, st = arm["admet"], arm["chemprop"], arm["stacked"]
+        out.append(
+            f"| {model} | {batch} | {a['aten'] / c['aten']:.2f}x all, {a['aten_top'] / c['aten_top']:.2f}x "
+            f"top-level | {st['aten'] / a['aten']:.2f}x all, "
+            f"{st['aten_top'] / a['aten_top']:.2f}x top-level |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,7 +181,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=5, help="members of the stacked arm")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--data", default=None, help="processed fang2023 folder")
+    parser.add_argument("--report", type=Path, help="measure nothing: print the table of this --json file")
     args = parser.parse_args()
+    if args.report:
+        print(render(json.loads(args.report.read_text())), end="")
+        return
     from admet.data import default_cache, fang2023, load_training_data
 
     folder = fang2023.ensure_prepared(args.data)
@@ -199,7 +231,14 @@ def main() -> None:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"rows": rows, "members": args.members, "torch": __import__("torch").__version__}, indent=1
+                {
+                    "rows": rows,
+                    "members": args.members,
+                    "max_molecules": args.max_molecules,
+                    "threads": args.threads,
+                    "torch": __import__("torch").__version__,
+                },
+                indent=1,
             )
         )
 

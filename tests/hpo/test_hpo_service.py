@@ -262,6 +262,9 @@ def test_killed_worker_trial_is_retried_with_same_params_reusing_members(synthet
         "joint_sampling.curriculum.enabled=false",
         "mlflow.enabled=false",
         "n_trials=2",
+        # members one by one, so that member 0 is saved while member 1 trains (stacked
+        # members are saved as each stops: tests/model/test_stacked_fit.py)
+        "ensemble.batched=false",
     ]
     args = run_args(synthetic_csv, pg_storage, *slow)
     worker = spawn(tmp_path, *args)

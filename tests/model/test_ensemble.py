@@ -111,17 +111,21 @@ def test_featurisation_is_shared_by_members(synthetic_csv, monkeypatch):
     cache = FeaturizationCache()
     monkeypatch.setattr(ensemble_module, "default_cache", lambda _dir=None: cache)
     monkeypatch.setattr("admet.model.model.default_cache", lambda _dir=None: cache)
-    ens = _ensemble(synthetic_csv, n=3)
+    ens = _ensemble(synthetic_csv, n=3, ensemble__batched=False)  # members one by one
     ens.fit()
     n_unique = len(set(load_training_data(ens.config).smiles))
     assert cache.misses == n_unique  # every molecule featurised exactly once for 3 members
-    assert cache.hits >= 3 * n_unique
+    assert cache.hits >= 3 * n_unique  # each member read the cache
+    _ensemble(synthetic_csv, n=3).fit()  # stacked: one graph table for all members
+    assert cache.misses == n_unique
 
 
 def test_parallel_members_match_sequential(synthetic_csv, fitted):
-    ens, _ = fitted
-    par = _ensemble(synthetic_csv, ensemble__n_jobs=2).fit()
-    assert par.cv_score == pytest.approx(ens.cv_score, abs=1e-6)
+    seq = _ensemble(synthetic_csv, ensemble__batched=False).fit()
+    par = _ensemble(synthetic_csv, ensemble__batched=False, ensemble__n_jobs=2).fit()
+    assert par.cv_score == pytest.approx(seq.cv_score, abs=1e-6)
+    ens, _ = fitted  # stacked (the default): the same training up to float summation order
+    assert ens.cv_score == pytest.approx(seq.cv_score, rel=1e-3)
 
 
 def test_mlflow_parent_and_nested_member_runs_in_local_store(synthetic_csv, tmp_path, monkeypatch):

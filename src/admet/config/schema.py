@@ -200,9 +200,9 @@ class EnsembleSection:
     # Members trained in parallel processes (bounded by the CPU count).
     n_jobs: int = 1
     # Members trained together in one process as one stacked model (admet.model.stacked):
-    # one step for all members instead of one each. Off by default until HPO pruning
-    # reads the stacked members' epochs; n_jobs is then not used.
-    batched: bool = False
+    # one step for all members instead of one each; n_jobs is then not used. Members the
+    # stacked model cannot take (a non-ReLU activation, ...) train one by one.
+    batched: bool = True
 
 
 @dataclass

@@ -13,9 +13,10 @@ once:
   ``i`` is row ``m * n_atoms + i``. Padding rows are zero features; padding bonds join a
   padding atom to itself and padding atoms sum into a padding molecule that no loss,
   batch-norm statistic or metric reads, so they add nothing to any gradient. Every
-  member gets at least one padding atom and molecule; for batches of 32 molecules the
-  padding is the spread of the members' atom counts (a few percent of the rows). Padding
-  rather than one packed graph with a member index per atom: a per-member weight is then
+  member gets at least one padding atom and molecule; the padding is the spread of the
+  members' atom counts: on the fang2023 training table, 5 members x 32 molecules, 6.1%
+  more atom and bond rows than the real ones on average (14% at most in 200 batches).
+  Padding rather than one packed graph with a member index per atom: a per-member weight is then
   a batched matrix product (``bmm``) over ``(M, rows, features)``, for which there is a
   single kernel; a packed layout would need a grouped product that PyTorch lacks on CPU.
 * **message passing**: :class:`_StackedReluBondMessagePassing`, the single-member

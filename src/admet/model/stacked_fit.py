@@ -91,7 +91,7 @@ class _Member:
     scalars: dict[str, float] = field(default_factory=dict)
     loss_sum: float = 0.0
     label_count: float = 0.0
-    start: float = 0.0
+    seconds: float = 0.0  # this member's share of the stacked fit's wall time
 
 
 def fit_stacked(
@@ -159,7 +159,6 @@ def fit_stacked(
                 patience=opt.patience,
                 max_epochs=opt.max_epochs,
                 sampler=sampler,
-                start=time.perf_counter(),
             )
         )
         offset += len(train) + len(val)
@@ -172,6 +171,14 @@ def fit_stacked(
     for mb in live:
         _start_epoch(mb)
 
+    # each member is charged the set-up's and every step's wall time divided by the number
+    # of members in the stack then, so the members' fit_seconds add up to the fit's
+    setup = (time.perf_counter() - start) / len(live)
+    for mb in live:
+        mb.seconds = setup
+    tick = time.perf_counter()
+    loss_acc = torch.zeros(len(live), device=device)
+    count_acc = torch.zeros(len(live), device=device)
     while live:
         interrupt.check()
         sets = [next(mb.pending) for mb in live]  # type: ignore[arg-type]
@@ -186,16 +193,20 @@ def fit_stacked(
         adam.zero_grad()
         (total / count.clamp(min=1)).sum().backward()
         adam.step([mb.lr_at(mb.step) for mb in live])
-        sums, counts = total.detach().tolist(), count.tolist()
+        # summed on the device, read once per epoch: a step never waits for the device
+        loss_acc += total.detach()
+        count_acc += count
         ended = []
         for p, mb in enumerate(live):
             mb.step += 1
-            mb.loss_sum += sums[p]
-            mb.label_count += counts[p]
             if mb.steps_left == 0:
                 ended.append(p)
         if not ended:
             continue
+        for p in ended:
+            live[p].loss_sum, live[p].label_count = float(loss_acc[p]), float(count_acc[p])
+            loss_acc[p] = 0.0
+            count_acc[p] = 0.0
         _validate(stack, table, [live[p] for p in ended], ended)
         done = []
         for p in ended:
@@ -204,16 +215,23 @@ def fit_stacked(
                 done.append(p)
             else:
                 _start_epoch(mb)
+        now = time.perf_counter()
+        for mb in live:
+            mb.seconds += (now - tick) / len(live)
+        tick = now
         if done:
             for p in done:
-                fitted = _finish(live[p], start)
+                fitted = _finish(live[p])
                 if on_done is not None:
                     on_done(live[p].index, fitted)
+            tick = time.perf_counter()  # what on_done spent (saving, scoring) is not training
             keep = [p for p in range(len(live)) if p not in done]
             live = [live[p] for p in keep]
             if keep:
                 stack.keep(keep)
                 adam.bind(stack.params, keep=keep)
+                index = torch.tensor(keep, device=device)
+                loss_acc, count_acc = loss_acc[index], count_acc[index]
     return [mb.model for mb in members]
 
 
@@ -237,7 +255,6 @@ def _start_epoch(mb: _Member) -> None:
     epoch_batches = list(iter(mb.batches))
     mb.steps_left = len(epoch_batches)
     mb.pending = _counting(mb, epoch_batches)
-    mb.loss_sum = mb.label_count = 0.0
 
 
 def _counting(mb: _Member, batches: list[Any]) -> Iterator[Any]:
@@ -307,7 +324,7 @@ def _end_epoch(mb: _Member, stack: StackedMembers, position: int, on_epoch: Epoc
     return finished or mb.wait >= mb.patience or mb.epoch >= mb.max_epochs
 
 
-def _finish(mb: _Member, start: float) -> ChempropModel:
+def _finish(mb: _Member) -> ChempropModel:
     model = mb.model
     if mb.best_state is None:
         raise TrainingDivergedError(f"training diverged: no finite {MONITOR} in {mb.epoch} epoch(s)")
@@ -322,6 +339,5 @@ def _finish(mb: _Member, start: float) -> ChempropModel:
     scores = [r.get(MONITOR, math.inf) for r in mb.history]
     model.best_epoch = int(np.nanargmin(scores)) if scores else None
     model.epochs_trained = len(mb.history)
-    # the members trained together: each one's share of the wall time is the whole of it
-    model.fit_seconds = time.perf_counter() - start
+    model.fit_seconds = mb.seconds
     return model

@@ -114,7 +114,11 @@ def _member_fit(arm: str, overrides: list[str], members: int, n_jobs: int) -> No
     from admet.data import default_cache, load_training_data
     from admet.model.ensemble import ChempropEnsemble
 
-    extra = ["ensemble.batched=true"] if arm == "batched" else [f"ensemble.n_jobs={n_jobs}"]
+    extra = (
+        ["ensemble.batched=true"]
+        if arm == "batched"
+        else ["ensemble.batched=false", f"ensemble.n_jobs={n_jobs}"]
+    )
     ens = ChempropEnsemble.from_config(
         {"ensemble": {"n_members": members, "split": "random"}}, overrides + extra
     )

@@ -695,7 +695,7 @@ def _load_cells(path: Path) -> list[dict[str, Any]]:
 _EXECUTION_KEYS = {
     "data": ("train_file", "featurization_cache_dir"),
     "optimization": ("accelerator",),
-    "ensemble": ("n_jobs",),
+    "ensemble": ("n_jobs", "batched"),
     "mlflow": None,
 }
 

@@ -294,6 +294,44 @@ def test_killed_worker_trial_is_retried_with_same_params_reusing_members(synthet
     assert len(finished) == 2
 
 
+def test_killed_worker_with_stacked_members_resumes_from_the_members_that_had_stopped(
+    synthetic_csv, tmp_path, pg_storage
+):
+    """ensemble.batched: a stacked member is saved the moment it early-stops, so a worker
+    killed while the others still train leaves those members behind and the retry of the
+    trial reuses exactly them and trains only the rest."""
+    stacked = [
+        "ensemble.batched=true",
+        "ensemble.n_members=3",
+        # members stop at different epochs (tiny model, patience 3: about 10, 75 and 105
+        # epochs on this table), leaving tens of seconds between the first save and the last
+        "optimization.max_epochs=300",
+        "optimization.patience=3",
+        "joint_sampling.curriculum.enabled=false",
+        "mlflow.enabled=false",
+        "n_trials=1",
+    ]
+    args = run_args(synthetic_csv, pg_storage, *stacked)
+    worker = spawn(tmp_path, *args)
+    members = tmp_path / ".admet" / "hpo" / "joint_sampling" / "members"
+    try:
+        _wait_for(lambda: any(members.glob("*/member_*/training.json")), 300, "a stopped member", worker)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    saved = sorted(int(p.parent.name.split("_")[1]) for p in members.glob("*/member_*/training.json"))
+    assert 1 <= len(saved) < 3, _tail(worker)  # killed between the first member's stop and the last's
+    killed = [t for t in _load(pg_storage).trials if t.state == TrialState.RUNNING]
+    assert len(killed) == 1
+    proc = hpo(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    study = _load(pg_storage)
+    assert {t.number: t for t in study.trials}[killed[0].number].state == TrialState.FAIL
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed[0].params
+    assert sorted(retry.user_attrs["reused_members"]) == saved
+
+
 def test_worker_survives_postgres_restart(synthetic_csv, tmp_path, pg_storage):
     args = run_args(
         synthetic_csv, pg_storage, "n_trials=3", "mlflow.enabled=false", "optimization.max_epochs=4"

@@ -189,6 +189,8 @@ def test_cli_train_predict_evaluate_ensemble(synthetic_csv, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "CV macro MAE" in proc.stdout and (out / "member_1" / "weights.pt").is_file()
+    # --quiet keeps one status line per member epoch (stacked members by default)
+    assert "train · members done 0/2 · member 2 · epoch 1/1 · val/mae_macro 0." in proc.stderr
 
     frame = pd.read_csv(synthetic_csv).head(5)
     frame.insert(1, "compound_id", [f"c{i}" for i in range(5)])

@@ -47,7 +47,7 @@ from admet.benchmark.strict import strict_rows, structure_keys, training_fingerp
 from admet.config import EnsembleConfig, config_to_dict, load_config
 from admet.data import fang2023, load_training_data
 from admet.errors import ConfigError, DataError
-from admet.model import ChempropEnsemble, add_uncertainty_metrics, task_metrics
+from admet.model import ChempropEnsemble, ConsoleStatus, add_uncertainty_metrics, task_metrics
 from admet.paths import home, project_root, raw_dataset_dir
 
 __all__ = [
@@ -859,11 +859,13 @@ def run_benchmark(
                 cfg, table, list(test["SMILES"]), endpoint, seed, quiet=not progress, config_path=config_path
             )
         else:
+            # one status line per cell on a terminal, one line per member epoch with --quiet
+            status = ConsoleStatus(f"[{variant} seed {k}] {endpoint}", rewrite=None if progress else False)
             if protocol == "strict":
-                model = ChempropEnsemble(cfg).fit(data.subset(rows), progress=progress)
+                model = ChempropEnsemble(cfg).fit(data.subset(rows), progress=status)
             else:
                 if (variant, k) not in shared:
-                    shared[(variant, k)] = ChempropEnsemble(cfg).fit(data, progress=progress)
+                    shared[(variant, k)] = ChempropEnsemble(cfg).fit(data, progress=status)
                 model = shared[(variant, k)]
             frame = model.predict(list(test["SMILES"]), include_spread=True)
             preds = frame[endpoint].to_numpy()

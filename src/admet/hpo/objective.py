@@ -38,11 +38,10 @@ from admet.data import MultitaskDataset, default_cache, load_training_data
 from admet.errors import ConfigError, TrainingDivergedError, disk_full
 from admet.hpo.artifacts import upload_trial_artifacts
 from admet.hpo.budget import claim
-from admet.hpo.progress import EpochProgressCallback, TrialProgress
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import until_reachable
-from admet.model import MONITOR, ChempropEnsemble
+from admet.model import MONITOR, ChempropEnsemble, FitProgress
 from admet.model.callbacks import epoch_metrics
 from admet.paths import home
 from admet.redact import mask_url
@@ -114,7 +113,7 @@ class Objective:
         status: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
-        # where the trial's member and epoch status goes (admet.hpo.progress); None: nowhere
+        # where the trial's member and epoch status goes (admet.model.progress); None: nowhere
         self.status = status
         self.base = base
         self.data = data if data is not None else load_training_data(base)
@@ -174,18 +173,11 @@ class Objective:
         n_members = train_cfg.ensemble.n_members
         status = None
         if self.status is not None:
-            status = TrialProgress(
-                self.status, trial.number, n_members, train_cfg.optimization.max_epochs, batched
+            status = FitProgress(
+                self.status, f"trial {trial.number}", n_members, train_cfg.optimization.max_epochs, batched
             )
-            status.start()
-
-        def member_callbacks(m: int) -> list[Callback]:
-            out: list[Callback] = [pruning] if prunable and m == 0 else []
-            return out + ([EpochProgressCallback(status, m)] if status is not None else [])
 
         def on_member_epoch(m: int, epoch: int, scalars: dict[str, float]) -> None:
-            if status is not None:
-                status.epoch(m, epoch, scalars)
             if prunable and m == 0:
                 pruning.report(epoch, scalars)
 
@@ -194,11 +186,10 @@ class Objective:
         try:
             ensemble = ChempropEnsemble(train_cfg).fit(
                 self.data,
-                member_callbacks=member_callbacks if one_by_one and (prunable or status) else None,
+                member_callbacks=(lambda m: [pruning] if m == 0 else []) if one_by_one and prunable else None,
                 on_member_epoch=on_member_epoch if batched else None,
-                on_member_done=(lambda m, model, metrics: status.member_done(m)) if status else None,
                 checkpoint_dir=ckpt,
-                progress=self.progress,
+                progress=status if status is not None else self.progress,
                 calibrate=False,  # the objective scores folds; calibration is for refit models
             )
         except optuna.TrialPruned:

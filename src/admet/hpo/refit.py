@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from admet.config import EnsembleConfig, load_config, parse_overrides
 from admet.errors import AdmetError, ConfigError
 from admet.hpo.summary import best_trials, trial_config
-from admet.model import ChempropEnsemble
+from admet.model import ChempropEnsemble, ConsoleStatus
 
 __all__ = ["RefitResult", "pick_trial", "refit", "refit_config"]
 
@@ -127,6 +127,8 @@ def refit(
     if cfg.mlflow.enabled and not cfg.mlflow.run_name:
         cfg.mlflow.run_name = f"refit {study.study_name} trial {trial.number}"
     tags = {"admet.kind": "refit", "admet.study": study.study_name, "admet.trial": str(trial.number)}
-    ensemble = ChempropEnsemble(cfg).fit(progress=progress, run_tags=tags)
+    # a status line on a terminal; one line per member epoch when quiet or logged to a file
+    status = ConsoleStatus(f"refit trial {trial.number}", rewrite=None if progress else False)
+    ensemble = ChempropEnsemble(cfg).fit(progress=status, run_tags=tags)
     path = ensemble.save(out)
     return RefitResult(ensemble, Path(path), trial, cfg)

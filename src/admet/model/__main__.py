@@ -65,6 +65,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     from admet.model.ensemble import ChempropEnsemble
     from admet.model.model import ChempropModel
+    from admet.model.progress import ConsoleStatus
 
     cfg = load_config(args.config, args.overrides)
     out_dir = args.out or cfg.data.output_dir
@@ -73,7 +74,10 @@ def _train(args: argparse.Namespace) -> int:
     progress = cfg.optimization.progress_bar and not args.quiet
     if isinstance(cfg, EnsembleConfig):
         data = None if predefined_folds(cfg) is not None else load_training_data(cfg)
-        model = ChempropEnsemble(cfg).fit(data, progress=progress)
+        # a status line on a terminal; one line per member epoch with --quiet or to a file
+        model = ChempropEnsemble(cfg).fit(
+            data, progress=ConsoleStatus("train", rewrite=None if progress else False)
+        )
         print(
             f"ensemble of {len(model.members)}: CV macro MAE {model.cv_score:.4f} ({model.fit_seconds:.1f} s)"
         )

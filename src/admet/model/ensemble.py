@@ -50,8 +50,8 @@ from admet.model.calibration import (
 from admet.model.folder import check_complete, writing
 from admet.model.metrics import regression_metrics
 from admet.model.model import CALIBRATION_FILE, ChempropModel, _labelled
-from admet.model.mpnn import MONITOR
 from admet.model.plots import parity_plots
+from admet.model.progress import ConsoleStatus, EpochProgressCallback, FitProgress
 from admet.model.stacked_fit import fit_stacked, stacking_refusal
 from admet.tracking import RunTracker, flatten
 
@@ -61,6 +61,16 @@ __all__ = ["ChempropEnsemble", "load_saved", "member_seed"]
 logger = logging.getLogger(__name__)
 
 MemberCallbacks = Callable[[int], Sequence[Callback]]
+
+
+def _with_progress(member_callbacks: MemberCallbacks | None, status: FitProgress) -> MemberCallbacks:
+    """The members' Lightning callbacks plus the one that reports their epochs to ``status``."""
+
+    def callbacks(m: int) -> list[Callback]:
+        extra = list(member_callbacks(m)) if member_callbacks is not None else []
+        return [*extra, EpochProgressCallback(status, m)]
+
+    return callbacks
 
 
 def member_seed(base: int, member: int) -> int:
@@ -152,7 +162,7 @@ class ChempropEnsemble:
         dataset: MultitaskDataset | None = None,
         member_callbacks: MemberCallbacks | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
-        progress: bool = False,
+        progress: bool | ConsoleStatus | FitProgress = False,
         on_member_done: Callable[[int, ChempropModel, dict], None] | None = None,
         run_tags: dict[str, str] | None = None,
         calibrate: bool = True,
@@ -165,7 +175,10 @@ class ChempropEnsemble:
             member_callbacks: extra Lightning callbacks per member index (e.g. pruning);
                 only with ``n_jobs == 1``.
             checkpoint_dir: save finished members here and reuse them on a later call.
-            progress: show Lightning's epoch progress bar and a member progress line.
+            progress: a status line (member, epoch e/E, latest validation value; see
+                :mod:`admet.model.progress`): True for the console, a
+                :class:`ConsoleStatus` to name the fit or keep one line per epoch, a
+                :class:`FitProgress` to show it elsewhere (an HPO worker's trial bar).
             on_member_done: called with (index, member, fold metrics) after each member.
             run_tags: extra tags of the ensemble's MLflow run (e.g. the study it refits).
             calibrate: fit the uncertainty calibration (CV+) on the out-of-fold errors.
@@ -221,6 +234,14 @@ class ChempropEnsemble:
                 members[m] = reused
                 self.reused_members.append(m)
         todo = [m for m in range(n) if members[m] is None]
+        status = progress if isinstance(progress, FitProgress) else None
+        if progress is True or isinstance(progress, ConsoleStatus):
+            console = (
+                progress
+                if isinstance(progress, ConsoleStatus)
+                else ConsoleStatus(cfg.mlflow.run_name or "ensemble")
+            )
+            status = FitProgress(console, console.label, n, cfg.optimization.max_epochs)
         n_jobs = min(cfg.ensemble.n_jobs, os.cpu_count() or 1, max(len(todo), 1))
         if n_jobs > 1 and member_callbacks is not None:
             raise ValueError("member_callbacks need n_jobs == 1 (callbacks cannot cross processes)")
@@ -238,25 +259,29 @@ class ChempropEnsemble:
             self._log_member(tracker, child, m, model, metrics)
             if on_member_done is not None:
                 on_member_done(m, model, metrics)
-            if progress:
-                print(
-                    f"member {m + 1}/{n}: fold MAE {metrics['macro']['mae']:.4f} "
-                    f"({model.epochs_trained} epochs, {model.fit_seconds:.1f} s)",
-                    flush=True,
+            if status is not None:
+                status.member_done(
+                    m,
+                    f"fold MAE {metrics['macro']['mae']:.4f} ({model.epochs_trained} epochs, "
+                    f"{model.fit_seconds:.1f} s{', reused' if m in self.reused_members else ''})",
                 )
 
+        stacked = self._stacked_plan(todo, member_callbacks)
+        if status is not None:
+            status.stacked = stacked is not None
+            status.start(reused=len(self.reused_members))
         for m in self.reused_members:
             finish(m, members[m], None)  # type: ignore[arg-type]
-        stacked = self._stacked_plan(todo, member_callbacks)
+        if status is not None and stacked is None and n_jobs == 1:
+            member_callbacks = _with_progress(member_callbacks, status)
         if stacked is not None:
             children = {m: tracker.start_run(f"member_{m}", parent, {"admet.member": str(m)}) for m in todo}
             self._open_runs += [(tracker, run) for run in children.values()]
 
             def on_epoch(i: int, epoch: int, scalars: dict[str, float]) -> None:
                 tracker.log_metrics(children[todo[i]], scalars, step=epoch)
-                if progress:
-                    print(f"member {todo[i] + 1}/{n} epoch {epoch + 1}: {MONITOR} {scalars[MONITOR]:.4f}")
-
+                if status is not None:
+                    status.epoch(todo[i], epoch, scalars)
                 if on_member_epoch is not None:
                     on_member_epoch(todo[i], epoch, scalars)
 
@@ -273,7 +298,7 @@ class ChempropEnsemble:
                 child = tracker.start_run(f"member_{m}", parent, {"admet.member": str(m)})
                 self._open_runs.append((tracker, child))
                 model = self._fit_member(
-                    *member_data[m], m, member_callbacks, tracker.lightning_logger(child), progress
+                    *member_data[m], m, member_callbacks, tracker.lightning_logger(child)
                 )
                 if ckpt is not None:
                     model.save(ckpt / f"member_{m}", chemprop_copy=False)
@@ -340,12 +365,12 @@ class ChempropEnsemble:
         m: int,
         member_callbacks: MemberCallbacks | None,
         lightning_logger: Any,
-        progress: bool,
     ) -> ChempropModel:
         model = ChempropModel(self.member_config(m))
         callbacks = list(member_callbacks(m)) if member_callbacks is not None else []
+        # the ensemble's status line (FitProgress) says the epoch; no per-batch bar under it
         return model.fit(
-            train, val, callbacks=callbacks, logger=lightning_logger, progress=progress, calibrate=False
+            train, val, callbacks=callbacks, logger=lightning_logger, progress=False, calibrate=False
         )
 
     def _fit_parallel(self, member_data, smiles, todo, ckpt, tracker, parent, n_jobs, finish) -> None:

@@ -1,6 +1,8 @@
 """The one-way layering config -> data/sampling -> model -> hpo -> benchmark, read off the
 source: every ``admet`` import of every module (top-level and inside functions) must point
-to a layer its own layer may use, and the module-level import graph has no cycle."""
+to a layer its own layer may use, and the import graph of modules has no cycle: neither
+at module level nor counting the imports inside functions (and under ``TYPE_CHECKING``),
+which only hide a cycle from Python, not from the next reader."""
 
 from __future__ import annotations
 
@@ -36,6 +38,21 @@ ALLOWED: dict[str, set[str]] = {
 }
 # The deprecated admet.model.chemprop shim maps old names to new homes by string only.
 SHIM = "admet.model.chemprop"
+# Known import cycles, tolerated until model/'s owner untangles them (issue #32): model.py,
+# ensemble.py, pyfunc.py and chemprop_export.py import each other inside functions or under
+# TYPE_CHECKING. Each entry is one import (importer, imported) the cycle check over all
+# imports skips; nothing new belongs here, and an entry whose import is gone must go.
+KNOWN_CYCLE_EXCEPTIONS = frozenset(
+    {
+        ("admet.model.chemprop_export", "admet.model.model"),
+        ("admet.model.ensemble", "admet.model.chemprop_export"),
+        ("admet.model.ensemble", "admet.model.pyfunc"),
+        ("admet.model.model", "admet.model.chemprop_export"),
+        ("admet.model.model", "admet.model.pyfunc"),
+        ("admet.model.pyfunc", "admet.model.ensemble"),
+        ("admet.model.pyfunc", "admet.model.model"),
+    }
+)
 
 
 def module_name(path: Path) -> str:
@@ -110,34 +127,83 @@ def test_the_rule_checker_sees_a_violation(tmp_path):
     assert found == ["admet.model"] and layer(found[0]) not in ALLOWED["config"]
 
 
-def test_module_level_imports_have_no_cycle():
+def import_graph(top_level_only: bool) -> dict[str, set[str]]:
+    """Module -> the ``admet`` modules it imports (a name imported from a package counts
+    as the package)."""
     graph = {}
     names = {m for m, _ in modules()}
     for module, path in modules():
         deps = set()
-        for _, target in admet_imports(path, module, top_level_only=True):
+        for _, target in admet_imports(path, module, top_level_only=top_level_only):
             while target not in names and "." in target:
                 target = target.rpartition(".")[0]
             if target != module:
                 deps.add(target)
         graph[module] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]], skip: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
+    """One import cycle of ``graph`` as a path (first node repeated at the end), or [];
+    the edges in ``skip`` are left out. A package's ``__init__`` importing its own
+    submodules (re-exports from its private modules) is not a cycle."""
     state: dict[str, int] = {}
 
-    def visit(node: str, stack: list[str]) -> None:
+    def visit(node: str, stack: list[str]) -> list[str]:
         state[node] = 1
-        for dep in graph.get(node, ()):
-            # a package's __init__ importing its own submodules is not a cycle
-            if dep.startswith(node + "."):
+        for dep in sorted(graph.get(node, ())):
+            if dep.startswith(node + ".") or (node, dep) in skip:
                 continue
             if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " -> ".join([*stack, node, dep]))
-            if dep not in state:
-                visit(dep, [*stack, node])
+                path = [*stack, node]
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (cycle := visit(dep, [*stack, node])):
+                return cycle
         state[node] = 2
+        return []
 
     for node in sorted(graph):
-        if node not in state:
-            visit(node, [])
+        if node not in state and (cycle := visit(node, [])):
+            return cycle
+    return []
+
+
+def test_module_level_imports_have_no_cycle():
+    cycle = find_cycle(import_graph(top_level_only=True))
+    assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+def test_imports_inside_functions_make_no_cycle_either():
+    """Counting imports inside functions, the only cycles are the listed known ones."""
+    cycle = find_cycle(import_graph(top_level_only=False), KNOWN_CYCLE_EXCEPTIONS)
+    assert not cycle, "import cycle (imports inside functions included): " + " -> ".join(cycle)
+
+
+def test_known_cycle_exceptions_are_current_and_outside_hpo():
+    graph = import_graph(top_level_only=False)
+    gone = sorted(e for e in KNOWN_CYCLE_EXCEPTIONS if e[1] not in graph.get(e[0], set()))
+    assert not gone, f"these imports are gone; drop them from KNOWN_CYCLE_EXCEPTIONS: {gone}"
+    strict = [e for e in KNOWN_CYCLE_EXCEPTIONS if any(layer(m) != "model" for m in e)]
+    assert not strict, f"only model/'s known cycles are tolerated: {strict}"
+
+
+def test_the_cycle_checker_sees_a_cycle_through_a_function_local_import(tmp_path):
+    """The checker is not vacuous: an import inside a function that closes a loop is
+    reported, and a package re-exporting its own private modules is not."""
+    pkg = tmp_path / "admet" / "hpo" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from admet.hpo.pkg._a import f\n")
+    (pkg / "_a.py").write_text("from admet.hpo.pkg._b import g\n\ndef f():\n    return g()\n")
+    (pkg / "_b.py").write_text("def g():\n    from admet.hpo.pkg._a import f\n    return f\n")
+    files = {
+        "admet.hpo.pkg": pkg / "__init__.py",
+        "admet.hpo.pkg._a": pkg / "_a.py",
+        "admet.hpo.pkg._b": pkg / "_b.py",
+    }
+    graph = {m: {t for _, t in admet_imports(p, m)} for m, p in files.items()}
+    top = {m: {t for _, t in admet_imports(p, m, top_level_only=True)} for m, p in files.items()}
+    assert not find_cycle(top)
+    assert find_cycle(graph) == ["admet.hpo.pkg._a", "admet.hpo.pkg._b", "admet.hpo.pkg._a"]
 
 
 def test_config_and_sampling_do_not_import_lightning(tmp_path):

@@ -20,14 +20,14 @@ from test_hpo_service import hpo, pg_storage, run_args, spawn  # noqa: F401  (pg
 
 from admet.errors import AdmetError, StorageError
 from admet.hpo import gpus
-from admet.hpo.grpc_storage import (
+from admet.hpo.storage import (
     HEARTBEAT_ATTR,
     HeartbeatGrpcStorage,
     open_grpc_storage,
+    open_storage,
     parse_grpc_url,
     serve_storage,
 )
-from admet.hpo.storage import open_storage
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from test_grpc_storage import _stop, free_port
 from test_hpo_service import hpo, spawn
 
 from admet.errors import StorageError
-from admet.hpo.grpc_storage import open_grpc_storage
+from admet.hpo.storage import open_grpc_storage
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from admet.errors import BudgetTakenError, ConfigError
 from admet.hpo.objective import TrialPruningCallback
 from admet.hpo.runner import _quiet_lost_races, create_or_load_study
 from admet.hpo.spec import load_study_spec
-from admet.hpo.storage import _retrying
+from admet.hpo.storage._retry import retrying
 from admet.model.model import ChempropModel
 
 
@@ -97,15 +97,15 @@ class _Flaky:
 
 
 def test_storage_calls_are_retried_through_optunas_wrapper(monkeypatch):
-    monkeypatch.setattr("admet.hpo.storage.time.sleep", lambda s: None)
+    monkeypatch.setattr("admet.hpo.storage._retry.time.sleep", lambda s: None)
     monkeypatch.setenv("ADMET_STORAGE_RETRY_SECONDS", "60")
     flaky = _Flaky(failures=3)
-    wrapped = _retrying(type(flaky).call)
+    wrapped = retrying(type(flaky).call)
     assert wrapped(flaky) == "ok" and flaky.calls == 4
     monkeypatch.setenv("ADMET_STORAGE_RETRY_SECONDS", "5")
     never = _Flaky(failures=10**6)
     with pytest.raises(optuna.exceptions.StorageInternalError):
-        _retrying(type(never).call)(never)
+        retrying(type(never).call)(never)
 
 
 def test_changed_directions_are_refused(tmp_path):

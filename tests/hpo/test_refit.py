@@ -42,7 +42,9 @@ def test_refit_best_trial_then_predict(synthetic_csv, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"refit trial {best.number}" in proc.stdout
     # --quiet: one status line per member epoch, the 3 members stacked
-    assert f"refit trial {best.number} · members done 0/3 · member 1 · epoch 1/3 · val/mae_macro" in proc.stderr
+    assert (
+        f"refit trial {best.number} · members done 0/3 · member 1 · epoch 1/3 · val/mae_macro" in proc.stderr
+    )
 
     cfg = load_config(out / "config.yaml")
     assert cfg.ensemble.n_members == 3 and cfg.optimization.max_epochs == 3

@@ -25,8 +25,8 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
-from admet.hpo import storage as storage_module
 from admet.hpo.storage import CREATE_TOKEN, ResilientRDBStorage, open_storage
+from admet.hpo.storage import _rdb as rdb_module
 
 X = FloatDistribution(0.0, 1.0)
 INSERT_TRIAL = r"^INSERT INTO trials "
@@ -382,7 +382,7 @@ def test_unnamed_study_created_after_a_lost_ack_is_created_once(url, monkeypatch
 
 
 def test_only_writes_that_are_safe_to_repeat_are_retried_as_they_are():
-    own = storage_module._OWN_RETRIES
+    own = rdb_module._OWN_RETRIES
     idempotent = {
         "set_study_user_attr",
         "set_study_system_attr",
@@ -396,7 +396,7 @@ def test_only_writes_that_are_safe_to_repeat_are_retried_as_they_are():
     }
     writes = {
         n
-        for n in storage_module._RETRIED
+        for n in rdb_module._RETRIED
         if not n.startswith(("get_", "_get_")) and n not in ("remove_session",)
     }
     assert writes == idempotent, "a new write of Optuna's: is it safe to repeat?"

@@ -348,7 +348,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _serve_storage(args: argparse.Namespace) -> int:
-    from admet.hpo.grpc_storage import serve_storage
+    from admet.hpo.storage import serve_storage
 
     serve_storage(
         args.storage,

@@ -40,7 +40,7 @@ from admet.hpo.artifacts import upload_trial_artifacts
 from admet.hpo.budget import claim
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
-from admet.hpo.storage import until_reachable
+from admet.hpo.storage import storage_of, trial_id_of, until_reachable
 from admet.model import MONITOR, ChempropEnsemble, FitProgress
 from admet.model.callbacks import epoch_metrics
 from admet.paths import home
@@ -261,7 +261,7 @@ class Objective:
 def _await_database(trial: optuna.Trial) -> None:
     """Optuna's tell after the objective returns cannot survive a database that is away:
     wait for it first."""
-    until_reachable(lambda: trial.study._storage.get_trial(trial._trial_id))
+    until_reachable(lambda: storage_of(trial.study).get_trial(trial_id_of(trial)))
 
 
 def _finite(tree: Any) -> Any:

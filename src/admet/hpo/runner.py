@@ -41,10 +41,15 @@ from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import (
+    OPTIMIZE_LOGGER,
     STORAGE_ERRORS,
     ResilientRDBStorage,
+    backend_of,
     open_storage,
+    register_worker_best_effort,
     resolve_storage_url,
+    storage_of,
+    study_id_of,
     until_reachable,
 )
 from admet.redact import mask_url
@@ -81,7 +86,7 @@ class _LostRaceWithoutTraceback(logging.Filter):
 def _quiet_lost_races() -> None:
     """Install :class:`_LostRaceWithoutTraceback` on the logger of Optuna's trial loop
     (once per process)."""
-    optimize_logger = logging.getLogger("optuna.study._optimize")
+    optimize_logger = logging.getLogger(OPTIMIZE_LOGGER)
     if not any(isinstance(f, _LostRaceWithoutTraceback) for f in optimize_logger.filters):
         optimize_logger.addFilter(_LostRaceWithoutTraceback())
 
@@ -159,13 +164,10 @@ def _register_worker(study: optuna.Study) -> int:
     """This worker's index in the study, registered atomically by its storage (every
     study here is opened through :func:`open_storage`); through the gRPC storage proxy,
     best-effort with a warning."""
-    storage = study._storage  # Optuna keeps the storage private (wrapped in its cache)
-    storage = getattr(storage, "_backend", storage)
+    storage = backend_of(storage_of(study))  # Optuna keeps it private, wrapped in its cache
     if not isinstance(storage, ResilientRDBStorage):  # the gRPC proxy: no lock to take
-        from admet.hpo.grpc_storage import register_worker_best_effort
-
-        return register_worker_best_effort(storage, study._study_id, worker_id())
-    return storage.register_worker(study._study_id, worker_id())
+        return register_worker_best_effort(storage, study_id_of(study), worker_id())
+    return storage.register_worker(study_id_of(study), worker_id())
 
 
 def failure_streak(trials: list[optuna.trial.FrozenTrial], worker: str) -> list[optuna.trial.FrozenTrial]:

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from admet.config import load_config, save_config
 from admet.errors import AdmetError
+from admet.hpo.storage import backend_of, storage_of, study_id_of, trial_id_of
 
 __all__ = ["best_trials", "export_best", "status_text", "trial_config"]
 
@@ -24,9 +25,9 @@ def status_text(study: optuna.Study, n_trials: int | None = None) -> str:
     """Counts by state, best value, running trials (worker, age, whether they ever wrote a
     heartbeat) and an ETA."""
     trials = study.get_trials(deepcopy=False)
-    backend = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps it
+    backend = backend_of(storage_of(study))  # Optuna's cache wraps it
     silent_ids = (
-        set(backend._trials_without_heartbeat(study._study_id))
+        set(backend._trials_without_heartbeat(study_id_of(study)))
         if hasattr(backend, "_trials_without_heartbeat")
         else set()
     )
@@ -50,7 +51,7 @@ def status_text(study: optuna.Study, n_trials: int | None = None) -> str:
         age = (_now() - t.datetime_start).total_seconds() if t.datetime_start else math.nan
         note = (
             " (no heartbeat yet: failed and retried after the grace period)"
-            if t._trial_id in silent_ids
+            if trial_id_of(t) in silent_ids
             else ""
         )
         lines.append(f"  running: trial {t.number} on {t.user_attrs.get('worker', '?')}, {age:.0f} s{note}")

@@ -1,14 +1,9 @@
-"""Study storage: which database, Optuna's RDBStorage with heartbeat and retry, and
-surviving a database restart.
-
-The URL comes from ``--storage``, then ``ADMET_HPO_STORAGE``, then the embedded default
-``sqlite:///<working dir>/admet-studies.db``. For PostgreSQL the password belongs in the
-URL from the environment (or ``~/.pgpass``); it is never printed or logged: every message
-uses :func:`mask_url`.
+"""The study database through Optuna's ``RDBStorage``, surviving a database restart.
 
 :class:`ResilientRDBStorage` is Optuna's ``RDBStorage`` whose calls are retried with
-exponential backoff when the database connection is lost (PostgreSQL restarted, network
-blip); with ``pool_pre_ping`` the next attempt gets a fresh connection.
+exponential backoff when the database connection is lost (:mod:`._retry`), with a
+heartbeat that never raises (:mod:`._heartbeat`), a stale-trial check that also sees trials
+which never wrote a heartbeat, and an atomic worker index (:meth:`register_worker`).
 
 A lost connection can also lose the acknowledgement of a COMMIT that the database applied,
 so a retried call must be safe to repeat. Reads are; so are Optuna's writes of parameters,
@@ -41,168 +36,48 @@ server is still committing.
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 import json
 import logging
 import math
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._base import DEFAULT_STUDY_NAME_PREFIX
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    IntegrityError,
-    NoSuchModuleError,
-    OperationalError,
-    ProgrammingError,
+from sqlalchemy.exc import IntegrityError
+
+from admet.hpo.storage._heartbeat import beating
+from admet.hpo.storage._optuna_private import (
+    DEFAULT_STUDY_NAME_PREFIX,
+    models,
+    rdb_create_new_trial,
+    rdb_prepared_new_trial,
+    rdb_stale_trial_ids,
+    scoped_session,
+    set_trial_system_attr_without_commit,
+    set_trial_value_without_commit,
+    trial_id_of,
+)
+from admet.hpo.storage._retry import (
+    CREATE_TOKEN,
+    STATE_TOKEN,
+    STORAGE_ERRORS,
+    TOKENS,
+    connection_lost,
+    retrying,
+    with_retries,
 )
 
-from admet.errors import StorageError
-from admet.hpo.db_connections import full_message, full_wait_seconds, pool_kwargs, server_full
-from admet.paths import home
-from admet.redact import mask_url, scrub
-
-__all__ = [
-    "ResilientRDBStorage",
-    "default_storage_url",
-    "open_storage",
-    "resolve_storage_url",
-    "until_reachable",
-]
+__all__ = ["ResilientRDBStorage"]
 
 logger = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-
-DEFAULT_DB_NAME = "admet-studies.db"
-RETRY_SECONDS = 120.0  # ADMET_STORAGE_RETRY_SECONDS overrides it
-CREATE_TOKEN = "admet:create_token"  # trial system attribute: which call created the trial
-STATE_TOKEN = "admet:state_token"  # trial system attribute: which call last set its state
-TOKENS = (CREATE_TOKEN, STATE_TOKEN)
-
-
-def retry_seconds() -> float:
-    """How long a storage call keeps retrying a lost connection before it fails."""
-    return float(os.environ.get("ADMET_STORAGE_RETRY_SECONDS", RETRY_SECONDS))
-
-
-def default_storage_url() -> str:
-    return f"sqlite:///{home() / DEFAULT_DB_NAME}"
-
-
-def resolve_storage_url(explicit: str | None = None) -> str:
-    """``--storage``, then ``ADMET_HPO_STORAGE``, then the embedded SQLite file."""
-    return explicit or os.environ.get("ADMET_HPO_STORAGE") or default_storage_url()
-
-
-def _where(url: str) -> str:
-    try:
-        u = make_url(url)
-    except (ArgumentError, ValueError):
-        return mask_url(url)
-    if u.get_backend_name() == "sqlite":
-        return f"SQLite file {u.database}"
-    return f"{u.get_backend_name()} at {u.host or 'localhost'}:{u.port or 'default port'}/{u.database}"
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    if server_full(exc):  # the server answered: it is full, not gone (db_connections)
-        return False
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError):
-        text = str(exc).lower()
-        return any(
-            s in text
-            for s in (
-                "connection",
-                "server closed",
-                "terminating",
-                "could not connect",
-                "database system is",
-                "shutting down",
-                "eof",
-            )
-        )
-    return False
-
-
-STORAGE_ERRORS = (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError)
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    """Whether a storage error means the connection was lost (worth waiting for); Optuna
-    wraps driver errors of its scoped sessions in StorageInternalError."""
-    cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
-    return cause is not None and _is_connection_error(cause)
-
-
-def _with_retries(storage: RDBStorage, attempt: Callable[[bool], T]) -> T:
-    """``attempt(repeat)``, called again with exponential backoff while the connection is
-    lost, for up to :func:`retry_seconds`; ``repeat`` is True from the second call on: the
-    call before may have been applied with its acknowledgement lost."""
-    delay, waited, budget = 0.5, 0.0, retry_seconds()
-    full_since: float | None = None
-    repeat = False
-    while True:
-        try:
-            return attempt(repeat)
-        except STORAGE_ERRORS as exc:
-            if server_full(exc):
-                full_since = _wait_for_slot(
-                    storage.url, full_since, getattr(storage, "max_connections", None)
-                )
-                continue
-            if not _connection_lost(exc) or waited >= budget:
-                raise
-            logger.warning(
-                "lost the study database connection (%s); retrying in %.1f s",
-                _where(storage.url),
-                delay,
-            )
-            if isinstance(storage, ResilientRDBStorage):
-                storage.connection_lost_at = time.monotonic()
-            storage.engine.dispose()
-            time.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, 10.0)
-            repeat = True
-
-
-def _wait_for_slot(url: str, since: float | None, max_connections: int | None) -> float:
-    """One bounded wait for a connection slot on a full server; past the wait, the
-    one-line :class:`StorageError` of :func:`~admet.hpo.db_connections.full_message`."""
-    now = time.monotonic()
-    since = now if since is None else since
-    if now - since >= full_wait_seconds():
-        raise StorageError(full_message(_where(url), max_connections))
-    if since == now:
-        logger.warning("%s is full (no free connection slot); waiting for one", _where(url))
-    time.sleep(min(2.0, max(0.2, (now - since) / 4)))
-    return since
-
-
-def _retrying(method: F) -> F:
-    """``method`` retried through a lost connection; only for methods that are safe to
-    repeat after their COMMIT was applied (see the module docstring)."""
-
-    @functools.wraps(method)
-    def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return _with_retries(self, lambda _repeat: method(self, *args, **kwargs))
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _retry_exists(study: optuna.Study, failed: FrozenTrial) -> bool:
@@ -214,28 +89,6 @@ def _retry_exists(study: optuna.Study, failed: FrozenTrial) -> bool:
     )
 
 
-def until_reachable(call: Callable[[], Any], what: str = "the study database") -> Any:
-    """``call()``, waiting through a lost connection for as long as it takes (beyond the
-    storage's retry window): a worker outlives database outages of any length. Errors
-    that are not about the connection are raised at once."""
-    warned, delay = False, 1.0
-    full_since: float | None = None
-    while True:
-        try:
-            return call()
-        except STORAGE_ERRORS as exc:
-            if server_full(exc):  # not an outage: bounded, then one clear line
-                full_since = _wait_for_slot(what, full_since, None)
-                continue
-            if not _connection_lost(exc):
-                raise
-            if not warned:
-                logger.warning("%s is unreachable; waiting for it", what)
-                warned = True
-            time.sleep(delay)
-            delay = min(delay * 2, 15.0)
-
-
 class ResilientRDBStorage(RDBStorage):
     """``RDBStorage`` that retries calls for up to ``RETRY_SECONDS`` when the database
     connection drops, so a worker survives a database restart, and applies every retried
@@ -244,6 +97,9 @@ class ResilientRDBStorage(RDBStorage):
     so for the grace period."""
 
     max_connections: int | None = None  # the pool's bound (open_storage), for messages
+    # when this process last saw the connection drop (time.monotonic()); see
+    # _get_stale_trial_ids. A class default, so with_retries can tell it during set-up too
+    connection_lost_at = -math.inf
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._create_attempted: set[str] = set()  # create tokens whose insert was tried
@@ -286,7 +142,7 @@ class ResilientRDBStorage(RDBStorage):
                     return self.get_study_id_from_name(name)
                 raise
 
-        return _with_retries(self, attempt)
+        return with_retries(self, attempt)
 
     def delete_study(self, study_id: int) -> None:
         """Optuna's, retried; a repeat that finds the study gone has deleted it."""
@@ -298,7 +154,7 @@ class ResilientRDBStorage(RDBStorage):
                 if not repeat:
                     raise
 
-        _with_retries(self, attempt)
+        with_retries(self, attempt)
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         """Optuna's trial creation (``ask`` and ``add_trial`` both come here, also through
@@ -331,7 +187,7 @@ class ResilientRDBStorage(RDBStorage):
         attrs = {k: v for k, v in template.system_attrs.items() if k not in TOKENS}
         template.system_attrs = {**attrs, CREATE_TOKEN: token}
         try:
-            return _with_retries(self, lambda _repeat: RDBStorage._create_new_trial(self, study_id, template))
+            return with_retries(self, lambda _repeat: rdb_create_new_trial(self, study_id, template))
         finally:
             self._create_attempted.discard(token)
 
@@ -339,8 +195,6 @@ class ResilientRDBStorage(RDBStorage):
         # Runs inside Optuna's creating transaction, after it locked the study row: a
         # repeat returns the trial its lost attempt created (Optuna builds the returned
         # FrozenTrial from the template, as for a new one).
-        from optuna.storages._rdb import models  # Optuna's schema; no public query for this
-
         token = template_trial.system_attrs.get(CREATE_TOKEN) if template_trial is not None else None
         if token is not None:
             if token in self._create_attempted:
@@ -356,7 +210,7 @@ class ResilientRDBStorage(RDBStorage):
                     logger.info("trial %d was created by an attempt whose answer was lost", existing.number)
                     return existing
             self._create_attempted.add(token)
-        return super()._get_prepared_new_trial(study_id, template_trial, session)
+        return rdb_prepared_new_trial(self, study_id, template_trial, session)
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
@@ -378,14 +232,14 @@ class ResilientRDBStorage(RDBStorage):
         unsettled = remembered[1] if stale_fail and remembered is not None else None
         token = unsettled or uuid.uuid4().hex
         try:
-            done = _with_retries(
+            done = with_retries(
                 self,
                 lambda repeat: self._set_state_once(
                     trial_id, state, values, token, repeat or unsettled is not None
                 ),
             )
         except STORAGE_ERRORS as exc:
-            if stale_fail and _connection_lost(exc):
+            if stale_fail and connection_lost(exc):
                 self._remember_stale(trial_id, study_id, token)  # landed or not: the next check tells
             raise
         except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
@@ -409,12 +263,10 @@ class ResilientRDBStorage(RDBStorage):
     def _set_state_once(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None, token: str, repeat: bool
     ) -> bool:
-        # Optuna 5's RDBStorage.set_trial_state_values, plus the token
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
+        # Optuna 5's RDBStorage.set_trial_state_values, plus the token; Optuna's schema
+        # and session helpers through _optuna_private
         try:
-            with _create_scoped_session(self.scoped_session) as session:
+            with scoped_session(self) as session:
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
                 if repeat:
                     attr = models.TrialSystemAttributeModel
@@ -434,12 +286,10 @@ class ResilientRDBStorage(RDBStorage):
                 self.check_trial_is_updatable(trial_id, trial.state)
                 if values is not None:
                     for objective, v in enumerate(values):
-                        self._set_trial_value_without_commit(session, trial, objective, v)
+                        set_trial_value_without_commit(self, session, trial, objective, v)
                 if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
                     return False
-                self._set_trial_attr_without_commit(
-                    session, models.TrialSystemAttributeModel, trial_id, STATE_TOKEN, token
-                )
+                set_trial_system_attr_without_commit(self, session, trial_id, STATE_TOKEN, token)
                 trial.state = state
                 if state == TrialState.RUNNING:
                     trial.datetime_start = datetime.now()
@@ -465,7 +315,7 @@ class ResilientRDBStorage(RDBStorage):
         # for a while. New ones are judged only after a grace period of reachability (a
         # worker that is really gone is still failed, a grace period later).
         recently_lost = now - self.connection_lost_at < grace
-        stale = [] if recently_lost else super()._get_stale_trial_ids(study_id)
+        stale = [] if recently_lost else rdb_stale_trial_ids(self, study_id)
         seen = self._no_heartbeat_since
         silent = set(self._trials_without_heartbeat(study_id))
         for trial_id in list(seen):
@@ -509,7 +359,7 @@ class ResilientRDBStorage(RDBStorage):
                 logger.info("trial %d's retry was queued by an attempt whose answer was lost", trial.number)
             else:
                 callback(study, trial)
-            self._forget_stale(trial._trial_id)
+            self._forget_stale(trial_id_of(trial))
 
         return settle
 
@@ -519,8 +369,7 @@ class ResilientRDBStorage(RDBStorage):
         database lock (PostgreSQL advisory lock, SQLite's write lock). Indices are never
         reused, so a restarted worker with the same host and PID does not repeat another
         start's sampler seed."""
-        from optuna.storages._rdb import models  # Optuna's schema: no atomic public API
-
+        # Optuna's schema (through _optuna_private): no atomic public API
         table = models.StudyUserAttributeModel.__table__
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
@@ -554,8 +403,7 @@ class ResilientRDBStorage(RDBStorage):
         return index
 
     def _trial_states(self, trial_ids: list[int]) -> dict[int, TrialState]:
-        from optuna.storages._rdb import models  # Optuna's schema; no public batch read
-
+        # Optuna's schema (through _optuna_private): no public batch read
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sqlalchemy.select(models.TrialModel.trial_id, models.TrialModel.state).where(
@@ -565,8 +413,6 @@ class ResilientRDBStorage(RDBStorage):
             return {int(t): s if isinstance(s, TrialState) else TrialState[str(s)] for t, s in rows}
 
     def _trials_without_heartbeat(self, study_id: int) -> list[int]:
-        from optuna.storages._rdb import models  # Optuna's schema; no public query for this
-
         with self.engine.connect() as conn:
             heartbeat_ids = sqlalchemy.select(models.TrialHeartbeatModel.trial_id)
             rows = conn.execute(
@@ -608,134 +454,7 @@ _RETRIED = [
 for _name in _RETRIED:
     # reads, and writes that are upserts (idempotent): our own overrides are retried too
     _own = vars(ResilientRDBStorage).get(_name, getattr(RDBStorage, _name))
-    setattr(ResilientRDBStorage, _name, _retrying(_own))
+    setattr(ResilientRDBStorage, _name, retrying(_own))
 
 
-def _beating(record_heartbeat: F) -> F:
-    """Optuna's heartbeat thread has no error handling: one exception (an outage longer
-    than the retry window, SQLite's 'database is locked') ends it for good while training
-    goes on, and other workers then fail the live trial as stale. The heartbeat therefore
-    never raises: a failed beat is logged once per outage and the next beat tries again."""
-
-    @functools.wraps(record_heartbeat)
-    def wrapper(self: ResilientRDBStorage, trial_id: int) -> None:
-        try:
-            record_heartbeat(self, trial_id)
-        except Exception as exc:
-            if _connection_lost(exc) if isinstance(exc, STORAGE_ERRORS) else False:
-                self.connection_lost_at = time.monotonic()
-            if not self._heartbeat_failing:
-                logger.warning(
-                    "heartbeat of trial %d not recorded (%s); retrying at the next beat",
-                    trial_id,
-                    scrub(str(exc).splitlines()[0][:200], self.url),
-                )
-            self._heartbeat_failing = True
-        else:
-            if self._heartbeat_failing:
-                self._heartbeat_failing = False
-                logger.warning("heartbeat of trial %d recorded again", trial_id)
-
-    return wrapper  # type: ignore[return-value]
-
-
-ResilientRDBStorage.record_heartbeat = _beating(ResilientRDBStorage.record_heartbeat)  # type: ignore[method-assign]
-
-
-def heartbeat_kwargs(
-    heartbeat_interval: int | None, grace_period: int | None, max_retry: int
-) -> dict[str, Any]:
-    """Optuna's heartbeat settings for a storage (none without an interval): stale trials
-    are failed and retried with their parameters up to ``max_retry`` times."""
-    if not heartbeat_interval:
-        return {}
-    return {
-        "heartbeat_interval": heartbeat_interval,
-        "grace_period": grace_period,
-        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-    }
-
-
-def _probe(engine_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The engine settings of a one-connection probe (no pool of its own)."""
-    return {k: v for k, v in engine_kwargs.items() if not k.startswith(("pool_", "max_overflow"))} | {
-        "pool_pre_ping": False
-    }
-
-
-def open_storage(
-    url: str | None = None,
-    heartbeat_interval: int | None = None,
-    grace_period: int | None = None,
-    max_retry: int = 2,
-    max_connections: int | None = None,
-) -> ResilientRDBStorage:
-    """An RDB storage for ``url`` (resolved), with heartbeat and stale-trial retry.
-
-    ``max_connections``: the most database connections its pool holds (a study worker
-    passes :func:`~admet.hpo.db_connections.worker_connections`); None keeps SQLAlchemy's
-    pool defaults. A full server is waited for a bounded time, then refused in one line.
-
-    Raises:
-        StorageError: the database cannot be reached or used; the message names the host
-            (never the password).
-    """
-    url = resolve_storage_url(url)
-    if url.lower().startswith(("grpc://", "grpcs://")):  # a client of `serve-storage` (grpc_storage)
-        from admet.hpo.grpc_storage import open_grpc_storage
-
-        return open_grpc_storage(url, heartbeat_interval, grace_period, max_retry)  # type: ignore[return-value]
-    try:
-        backend = make_url(url).get_backend_name()
-    except (ArgumentError, ValueError, NoSuchModuleError):
-        raise StorageError(f"invalid storage URL {mask_url(url)!r}") from None
-    engine_kwargs: dict[str, Any] = {}
-    if backend == "sqlite":
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    else:
-        engine_kwargs.update(
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 10, "application_name": "admet"},
-            **pool_kwargs(max_connections),
-        )
-    kwargs = heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
-    try:
-        full_since: float | None = None
-        attempt = 0
-        while True:
-            try:
-                if backend != "sqlite":  # one plain connection first: a clear error if unusable
-                    probe = sqlalchemy.create_engine(
-                        url, poolclass=sqlalchemy.pool.NullPool, **_probe(engine_kwargs)
-                    )
-                    try:
-                        with probe.connect() as conn:
-                            conn.execute(sqlalchemy.text("select 1"))
-                    finally:
-                        probe.dispose()
-                storage = ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-                storage.max_connections = max_connections
-                return storage
-            except STORAGE_ERRORS as exc:
-                if server_full(exc):  # bounded wait for a slot, then one clear line
-                    full_since = _wait_for_slot(url, full_since, max_connections)
-                    continue
-                if not isinstance(
-                    exc, (IntegrityError, ProgrammingError, optuna.exceptions.StorageInternalError)
-                ):
-                    raise
-                # Two workers creating the schema of a fresh database at the same moment:
-                # the loser finds the tables on the next attempt. (The soak run also saw a
-                # one-off commit error while a worker opened the storage just after a
-                # database restart; the next attempt is the cheap cure.)
-                attempt += 1
-                if attempt == 5:
-                    raise
-                logger.info("opening the study storage failed (%s); trying again", type(exc).__name__)
-                time.sleep(0.5 + attempt)
-    except (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError) as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
-        reason = scrub(reason, url)
-        raise StorageError(f"cannot use the study storage ({_where(url)}): {reason}") from None
-    except (ModuleNotFoundError, NoSuchModuleError) as exc:
-        raise StorageError(f"no database driver for {mask_url(url)!r}: {exc}") from None
+ResilientRDBStorage.record_heartbeat = beating(ResilientRDBStorage.record_heartbeat)  # type: ignore[method-assign]

@@ -1,10 +1,9 @@
-"""Many workers through Optuna's gRPC storage proxy: ``serve-storage`` and ``grpc://`` URLs.
+"""The client of the gRPC storage proxy (``grpc://``/``grpcs://`` URLs), with a heartbeat.
 
-``python -m admet.hpo serve-storage --storage URL`` runs Optuna's
-:func:`~optuna.storages.run_grpc_proxy_server` in front of the RDB storage (the
-:class:`~admet.hpo.storage.ResilientRDBStorage` of ``URL``, in Optuna's cache as its docs
-advise); workers and the inspecting commands then take ``--storage grpc://HOST:PORT``.
-The proxy holds the database connections (its pool), not every worker.
+``python -m admet.hpo serve-storage --storage URL`` (:mod:`._grpc_server`) runs Optuna's
+proxy in front of the RDB storage; workers and the inspecting commands then take
+``--storage grpc://HOST:PORT`` (``grpcs://`` with TLS). The proxy holds the database
+connections (its pool), not every worker.
 
 What works through the proxy, and how:
 
@@ -29,7 +28,7 @@ What works through the proxy, and how:
 from __future__ import annotations
 
 import logging
-import signal
+import os
 import threading
 import time
 import uuid
@@ -38,50 +37,25 @@ from typing import Any
 
 import optuna
 from optuna.storages import GrpcStorageProxy
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from admet.errors import StorageError
-from admet.redact import mask_url
+from admet.hpo.storage._heartbeat import heartbeat_kwargs
+from admet.hpo.storage._optuna_private import BaseHeartbeat, grpc_stub_and_cache, trial_id_of
+from admet.hpo.storage._urls import parse_grpc_url
 
 __all__ = [
     "HEARTBEAT_ATTR",
     "HeartbeatGrpcStorage",
-    "is_grpc_url",
     "open_grpc_storage",
-    "parse_grpc_url",
+    "read_pem",
     "register_worker_best_effort",
-    "serve_storage",
 ]
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_ATTR = "admet:heartbeat"  # trial system attribute: the last beat's token
 CONNECT_SECONDS = 10.0
-
-
-def is_grpc_url(url: str | None) -> bool:
-    """``grpc://`` (plain) or ``grpcs://`` (TLS) proxy URL."""
-    return bool(url) and str(url).lower().startswith(("grpc://", "grpcs://"))
-
-
-def parse_grpc_url(url: str) -> tuple[str, int]:
-    """``grpc://host:port`` or ``grpcs://host:port`` -> (host, port); the port defaults to
-    Optuna's 13000.
-
-    Raises:
-        StorageError: not of that form.
-    """
-    rest = url.split("://", 1)[1].rstrip("/") if "://" in url else url
-    host, sep, port = rest.rpartition(":")
-    if not sep:
-        host, port = rest, "13000"
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host or "@" in host:
-        raise StorageError(
-            f"invalid storage URL {mask_url(url)!r}; expected grpc://HOST:PORT or grpcs://HOST:PORT"
-        )
-    return host, int(port)
 
 
 def client_tls() -> dict[str, bytes]:
@@ -92,8 +66,6 @@ def client_tls() -> dict[str, bytes]:
     Raises:
         StorageError: ``ADMET_GRPC_CA`` unset, or a file unreadable.
     """
-    import os
-
     names = {
         "root_certificates": "ADMET_GRPC_CA",
         "certificate_chain": "ADMET_GRPC_CLIENT_CERT",
@@ -103,10 +75,11 @@ def client_tls() -> dict[str, bytes]:
         raise StorageError("grpcs:// needs the proxy's CA certificate: set ADMET_GRPC_CA=<PEM file>")
     if bool(os.environ.get(names["certificate_chain"])) != bool(os.environ.get(names["private_key"])):
         raise StorageError("mutual TLS needs both ADMET_GRPC_CLIENT_CERT and ADMET_GRPC_CLIENT_KEY")
-    return {key: _pem(os.environ[env], env) for key, env in names.items() if os.environ.get(env)}
+    return {key: read_pem(os.environ[env], env) for key, env in names.items() if os.environ.get(env)}
 
 
-def _pem(path: str, what: str) -> bytes:
+def read_pem(path: str, what: str) -> bytes:
+    """The bytes of a PEM file named by ``what`` (a flag or a variable), for messages."""
     try:
         return open(path, "rb").read()
     except OSError as exc:
@@ -164,11 +137,7 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
             )
         else:
             super()._setup()
-        from optuna.storages._grpc.auto_generated import api_pb2_grpc
-        from optuna.storages._grpc.client import GrpcClientCache
-
-        self._stub = api_pb2_grpc.StorageServiceStub(_wait_for_ready_channel(self._channel))
-        self._cache = GrpcClientCache(self._stub)
+        self._stub, self._cache = grpc_stub_and_cache(_wait_for_ready_channel(self._channel))
 
     def wait_server_ready(self, timeout: float | None = None) -> None:
         """Wait until the proxy answers on this client's own channel (plain or TLS; a TLS
@@ -212,22 +181,22 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
         stale = []
         with self._lock:
-            alive = {t._trial_id for t in running}
+            alive = {trial_id_of(t) for t in running}
             for trial_id in list(self._seen):
                 if trial_id not in alive:
                     del self._seen[trial_id]
             for t in running:
                 token = t.system_attrs.get(HEARTBEAT_ATTR)
-                seen = self._seen.get(t._trial_id)
+                seen = self._seen.get(trial_id_of(t))
                 if seen is None or seen[0] != token:
-                    self._seen[t._trial_id] = (token, now)
+                    self._seen[trial_id_of(t)] = (token, now)
                 elif now - seen[1] > grace:
-                    stale.append(t._trial_id)
+                    stale.append(trial_id_of(t))
         return stale
 
     def _trials_without_heartbeat(self, study_id: int) -> list[int]:
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        return [t._trial_id for t in running if HEARTBEAT_ATTR not in t.system_attrs]
+        return [trial_id_of(t) for t in running if HEARTBEAT_ATTR not in t.system_attrs]
 
     def get_heartbeat_interval(self) -> int | None:
         return self.heartbeat_interval
@@ -254,8 +223,6 @@ def open_grpc_storage(
         import grpc  # noqa: F401
     except ModuleNotFoundError:
         raise StorageError("grpc:// storage needs grpcio: pip install grpcio protobuf") from None
-    from admet.hpo.storage import heartbeat_kwargs  # storage.py imports this module lazily
-
     kwargs = heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
     tls = client_tls() if url.lower().startswith("grpcs://") else None
     storage = HeartbeatGrpcStorage(host=host, port=port, tls=tls, **kwargs)
@@ -294,115 +261,3 @@ def register_worker_best_effort(storage: optuna.storages.BaseStorage, study_id: 
         if storage.get_study_user_attrs(study_id).get(key) == claim:
             return index
     raise StorageError("could not register a worker index through the storage proxy; pass --worker-index")
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _secure_server(storage: Any, host: str, port: int, credentials: Any) -> Any:
-    """Optuna's proxy service on a TLS port. Optuna's ``make_server`` only opens an insecure
-    port, so the server is assembled here from the same service and registration call."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
-    from optuna.storages._grpc import servicer
-    from optuna.storages._grpc.auto_generated import api_pb2_grpc
-
-    server = grpc.server(ThreadPoolExecutor(max_workers=10))
-    api_pb2_grpc.add_StorageServiceServicer_to_server(servicer.OptunaStorageProxyService(storage), server)
-    server.add_secure_port(f"{host}:{port}", credentials)
-    return server
-
-
-def serve_storage(
-    url: str | None,
-    host: str = "127.0.0.1",
-    port: int = 13000,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    client_ca: str | None = None,
-    insecure: bool = False,
-) -> None:
-    """Run Optuna's gRPC storage proxy in front of the RDB storage ``url`` until Ctrl-C
-    (or SIGTERM), which ends it with KeyboardInterrupt.
-
-    TLS: ``tls_cert``/``tls_key`` (PEM) serve ``grpcs://``; ``client_ca`` also requires every
-    client to present a certificate that CA signed (mutual TLS). A non-loopback ``host``
-    without TLS is refused unless ``insecure``: anyone who reaches the port could read,
-    rewrite or delete every study.
-
-    Raises:
-        StorageError: ``url`` is itself a proxy, the database cannot be used, or the TLS
-            settings are incomplete or missing for a non-loopback address.
-    """
-    from optuna.storages import get_storage, run_grpc_proxy_server
-
-    from admet.hpo.storage import _where, open_storage, resolve_storage_url
-
-    url = resolve_storage_url(url)
-    if is_grpc_url(url):
-        raise StorageError("serve-storage needs a database URL (sqlite:// or postgresql://), not grpc://")
-    try:
-        import grpc
-    except ModuleNotFoundError:
-        raise StorageError("serve-storage needs grpcio: pip install grpcio protobuf") from None
-    if bool(tls_cert) != bool(tls_key):
-        raise StorageError("serve-storage: TLS needs both --tls-cert and --tls-key")
-    if client_ca and not tls_cert:
-        raise StorageError("serve-storage: --tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
-    if not tls_cert and not insecure and not _loopback(host):
-        raise StorageError(
-            f"serve-storage: refusing to listen on {host} without TLS (anyone who reaches the port "
-            "could read, rewrite or delete every study); pass --tls-cert/--tls-key, or --insecure "
-            "on a private network"
-        )
-    credentials = None
-    if tls_cert and tls_key:
-        import grpc
-
-        credentials = grpc.ssl_server_credentials(
-            [(_pem(tls_key, "--tls-key"), _pem(tls_cert, "--tls-cert"))],
-            root_certificates=_pem(client_ca, "--tls-client-ca") if client_ca else None,
-            require_client_auth=bool(client_ca),
-        )
-    backend = open_storage(url)
-    storage = get_storage(backend)  # Optuna's cache in front of RDBStorage, as its docs advise
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("storage proxy stopped")
-
-    signal.signal(signal.SIGTERM, terminate)
-    scheme = "grpcs" if credentials else "grpc"
-    tls_note = " (mutual TLS)" if client_ca else ""
-    serving = f"for {mask_url(url)} ({_where(url)})"
-    try:
-        if credentials is None:
-            print(
-                f"storage proxy on {scheme}://{host}:{port} for {mask_url(url)} ({_where(url)})", flush=True
-            )
-            run_grpc_proxy_server(storage, host=host, port=port)
-        else:
-            server = _secure_server(storage, host, port, credentials)
-            server.start()
-            print(
-                f"storage proxy on {scheme}://{host}:{port}{tls_note} {serving}",
-                flush=True,
-            )
-            try:
-                server.wait_for_termination()
-            finally:
-                server.stop(grace=1)
-    except RuntimeError as exc:  # grpc: "Failed to bind to address"
-        raise StorageError(f"cannot listen on {host}:{port}: {exc}") from None
-    except KeyboardInterrupt as exc:
-        raise KeyboardInterrupt(str(exc) or "storage proxy stopped") from None
-    finally:
-        backend.engine.dispose()

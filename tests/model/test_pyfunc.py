@@ -79,9 +79,13 @@ except Exception as exc:
     err = str(exc)
 print(json.dumps({{"columns": list(out.columns), "values": out.to_numpy().tolist(),
     "dtypes": sorted(set(map(str, out.dtypes))), "inputs": sig.inputs.input_names(),
-    "outputs": sig.outputs.input_names(), "error": err}}))
+    "outputs": sig.outputs.input_names(), "error": err,
+    "code": m.metadata.flavors["python_function"].get("model_code_path")}}))
 """
-    proc = _run([sys.executable, "-c", script], env, tmp_path)
+    # logged as models from code: it loads with pickle deserialization switched off
+    proc = _run(
+        [sys.executable, "-c", script], {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}, tmp_path
+    )
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     expected = prediction_frame(ens.predict(SMILES), TASKS)
     assert got["columns"] == list(expected.columns) == output_columns(TASKS)
@@ -90,6 +94,7 @@ print(json.dumps({{"columns": list(out.columns), "values": out.to_numpy().tolist
     assert got["inputs"] == ["SMILES"]
     assert got["outputs"] == output_columns(TASKS)
     assert got["error"] == "input has no SMILES column 'SMILES'"  # one line, no frame dump
+    assert got["code"] is not None and got["code"].endswith("pyfunc_code.py")
 
 
 def test_mlflow_models_predict_cli(registered, tmp_path):

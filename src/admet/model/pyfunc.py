@@ -14,8 +14,10 @@ interval), all float64, one row per input row in input order: the same names as 
 model's ``predict`` and ``python -m admet.model predict`` (calibrated; the vocabulary and
 why the mean is ``T_pred`` are in :func:`admet.model.calibration.prediction_columns`).
 
-:func:`log_pyfunc` logs it into an existing MLflow run (with signature, input example,
-pinned requirements and the ``admet`` source as code) and optionally registers it;
+:func:`log_pyfunc` logs it into an existing MLflow run as MLflow 3's "models from code"
+(the file :mod:`admet.model.pyfunc_code` that builds the model, not a pickled object),
+with signature, input example, pinned requirements and the ``admet`` source as code, and
+optionally registers it;
 :func:`try_log_pyfunc` is the best-effort variant training uses, which only warns.
 """
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARTIFACT_KEY",
     "EXAMPLE_SMILES",
+    "MODEL_CODE",
     "OUTPUT_SUFFIXES",
     "AdmetPyfuncModel",
     "load_saved_model",
@@ -58,6 +61,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ARTIFACT_KEY = "model"
+# The "models from code" file that defines the logged model (see admet.model.pyfunc_code).
+MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")
 # Per task T the output columns are T + suffix, in this order (the one vocabulary).
 OUTPUT_SUFFIXES = PREDICTION_SUFFIXES
 # A few small, well-known molecules for the input example (aspirin, phenol, caffeine).
@@ -189,7 +194,7 @@ def log_pyfunc(
             with mlflow.start_run(run_id=run_id, nested=nested):
                 info = mlflow.pyfunc.log_model(
                     name=name,
-                    python_model=AdmetPyfuncModel(),
+                    python_model=str(MODEL_CODE),  # models from code, not a pickled object
                     artifacts={ARTIFACT_KEY: str(folder)},
                     code_paths=[code],
                     pip_requirements=pip_requirements(),

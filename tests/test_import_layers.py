@@ -36,8 +36,6 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"config", "data", "model", "hpo", "benchmark"},
     "__init__": set(),
 }
-# The deprecated admet.model.chemprop shim maps old names to new homes by string only.
-SHIM = "admet.model.chemprop"
 # Known import cycles, tolerated until model/'s owner untangles them (issue #32): model.py,
 # ensemble.py, pyfunc.py and chemprop_export.py import each other inside functions or under
 # TYPE_CHECKING. Each entry is one import (importer, imported) the cycle check over all
@@ -105,16 +103,12 @@ def admet_imports(path: Path, module: str, top_level_only: bool = False) -> Iter
 def test_every_import_follows_the_layer_rules():
     problems = []
     for module, path in modules():
-        if module == SHIM or module.startswith(SHIM + "."):
-            continue
         own = layer(module)
         assert own in ALLOWED, f"{module}: module outside the known layers; add it to ALLOWED"
         for line, target in admet_imports(path, module):
             other = layer(target)
             if other != own and other not in ALLOWED[own]:
                 problems.append(f"{path.relative_to(SRC.parent)}:{line}: {own} -> {other} ({target})")
-            if target == SHIM or target.startswith(SHIM + "."):
-                problems.append(f"{path.relative_to(SRC.parent)}:{line}: imports the deprecated shim")
     assert not problems, "imports against the layer rules:\n" + "\n".join(problems)
 
 
@@ -225,29 +219,22 @@ def test_config_and_sampling_do_not_import_lightning(tmp_path):
     assert out.stdout.split() == ["[]", "False"], out.stdout
 
 
-def test_old_import_paths_still_work_and_warn_once():
+def test_names_of_the_removed_chemprop_package_live_at_their_new_homes():
+    """``admet.model.chemprop`` (the pre-0.1.0 home of model, samplers and schema) is gone;
+    each of its names is imported from where the README says it lives now."""
     code = (
-        "import warnings\n"
-        "warnings.simplefilter('always')\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    warnings.simplefilter('always')\n"
-        "    from admet.model.chemprop import JointSampler\n"
-        "    from admet.model.chemprop.model import ChempropModel, TrainingDivergedError\n"
-        "    from admet.model.chemprop.curriculum import CurriculumCallback, phases_for\n"
-        "    from admet.model.chemprop.mlflow_tracking import mask_uri\n"
-        "import admet.model, admet.sampling, admet.errors, admet.redact\n"
-        "assert JointSampler is admet.sampling.JointSampler\n"
-        "assert ChempropModel is admet.model.ChempropModel\n"
-        "assert TrainingDivergedError is admet.errors.TrainingDivergedError\n"
-        "assert CurriculumCallback is admet.model.CurriculumCallback\n"
-        "assert mask_uri is admet.redact.mask_url\n"
-        "dep = [w for w in caught if issubclass(w.category, DeprecationWarning)\n"
-        "       and 'admet.model.chemprop' in str(w.message)]\n"
-        "print(len(dep))\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('admet.model.chemprop') is None\n"
+        "from admet.sampling import JointSampler\n"
+        "from admet.model import ChempropModel, ChempropEnsemble, CurriculumCallback\n"
+        "from admet.errors import TrainingDivergedError\n"
+        "from admet.config import CurriculumPhaseConfig, phases_for\n"
+        "from admet.redact import mask_url\n"
+        "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "1"
+    assert out.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("package", ["config", "data", "sampling", "model", "hpo", "benchmark"])

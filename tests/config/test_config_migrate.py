@@ -157,3 +157,95 @@ def test_invalid_yaml_and_invalid_config_reported_per_file_without_stopping(lega
     assert "2 failed" in proc.stdout
     assert all(p.read_text() == t for p, t in texts.items())  # left untouched
     assert "task_sampling_alpha" not in (legacy_dir / "alpha_only.yaml").read_text()  # others done
+
+
+COMMENTED = Path(__file__).parent / "fixtures" / "commented"
+
+
+def test_migration_keeps_comments_nulls_and_indentation_of_a_commented_file(tmp_path):
+    """Header comments move with their section, inline comments stay on their key, a key
+    that is gone is left as a comment saying what became of it, nulls keep their spelling
+    and the file keeps its 4-space indentation (expected text written by hand)."""
+    from admet.config.migrate import migrate_file
+
+    path = tmp_path / "legacy.yaml"
+    path.write_text((COMMENTED / "legacy.yaml").read_text())
+    result = migrate_file(path)
+    assert result.error is None and result.written
+    assert path.read_text() == (COMMENTED / "migrated.yaml").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        before = load_config(yaml.safe_load((COMMENTED / "legacy.yaml").read_text()))
+        assert load_config(yaml.safe_load(path.read_text())) == before  # same meaning
+    again = migrate_file(path)
+    assert not again.changed and path.read_text() == (COMMENTED / "migrated.yaml").read_text()
+
+
+def test_migration_layout_with_dashes_at_key_column_and_moved_section_at_the_end(tmp_path):
+    """Sequences written ``- x`` under their key stay so; a section moved from the end of
+    the file takes its header and its first key's comment with it; the trailer stays last."""
+    from admet.config.migrate import migrate_file
+
+    path = tmp_path / "end.yaml"
+    path.write_text(
+        "data:\n"
+        "  target_cols:\n"
+        "  - LogD   # first\n"
+        "  - KSOL\n"
+        "optimization:\n"
+        "  max_epochs: 2\n"
+        "# curriculum at the end\n"
+        "curriculum:\n"
+        "  # its seed\n"
+        "  seed: 7\n"
+        "  enabled: true\n"
+        "  qualities: [high, low]\n"
+        "  patience: ~   # spelled as a tilde\n"
+        "# bye\n"
+    )
+    assert migrate_file(path).written
+    assert path.read_text() == (
+        "data:\n"
+        "  target_cols:\n"
+        "  - LogD   # first\n"
+        "  - KSOL\n"
+        "optimization:\n"
+        "  max_epochs: 2\n"
+        "joint_sampling:\n"
+        "  # its seed\n"
+        "  seed: 7\n"
+        "  # curriculum at the end\n"
+        "  curriculum:\n"
+        "    enabled: true\n"
+        "    qualities: [high, low]\n"
+        "    patience: ~  # spelled as a tilde\n"
+        "    count_normalize: false\n"
+        "    min_delta: 0.0001\n"
+        "    phase_proportions:\n"
+        "      warmup:\n"
+        "      - 0.9\n"
+        "      - 0.1\n"
+        "      expand:\n"
+        "      - 0.6\n"
+        "      - 0.4\n"
+        "      polish:\n"
+        "      - 1.0\n"
+        "      - 0.0\n"
+        "  enabled: true\n"
+        "  task_oversampling:\n"
+        "    alpha: 0.0\n"
+        "  composition_mode: multiplicative\n"
+        "# bye\n"
+    )
+
+
+def test_file_with_anchors_is_refused_not_expanded(tmp_path):
+    """A rewrite would turn aliases and merge keys into copies: the file is left alone."""
+    from admet.config.migrate import migrate_file
+
+    path = tmp_path / "anchors.yaml"
+    text = "base: &b\n  depth: 2\nmodel:\n  <<: *b\noptimization:\n  task_sampling_alpha: 0.1\n"
+    path.write_text(text)
+    result = migrate_file(path)
+    assert result.error is not None and "anchors" in result.error
+    assert path.read_text() == text

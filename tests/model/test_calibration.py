@@ -153,9 +153,10 @@ def test_ensemble_is_calibrated_on_its_out_of_fold_predictions(ensemble, synthet
     smiles = list(pd.read_csv(synthetic_csv)["SMILES"][:20])
     out = ensemble.predict(smiles)
     for task in ("logP", "TPSA", "MW"):
-        for suffix in ("", "_std", "_lo90", "_hi90"):
+        for suffix in ("_pred", "_std", "_lo90", "_hi90"):
             assert np.isfinite(out[f"{task}{suffix}"]).all(), task + suffix
-        assert (out[f"{task}_lo90"] < out[task]).all() and (out[task] < out[f"{task}_hi90"]).all()
+        mean = out[f"{task}_pred"]
+        assert (out[f"{task}_lo90"] < mean).all() and (mean < out[f"{task}_hi90"]).all()
     ensemble.save(tmp_path / "ens")
     again = ChempropEnsemble.load(tmp_path / "ens")
     pd.testing.assert_frame_equal(again.predict(smiles), out)

@@ -64,7 +64,7 @@ def test_prediction_is_member_mean_with_std(fitted):
     smiles = ["c1ccccc1O", "Cc1ccccc1"]
     out = ens.predict(smiles, include_spread=True)
     stack = np.stack([m.predict_array(smiles) for m in ens.members])
-    np.testing.assert_allclose(out[["logP", "TPSA", "MW"]].to_numpy(), stack.mean(0))
+    np.testing.assert_allclose(out[["logP_pred", "TPSA_pred", "MW_pred"]].to_numpy(), stack.mean(0))
     np.testing.assert_allclose(out["logP_spread"].to_numpy(), stack[:, :, 0].std(0))
     # CV+: the bounds are order statistics of every member's prediction shifted by that
     # member's out-of-fold residuals; the sd is the half-width over z_0.95

@@ -142,7 +142,7 @@ def test_predict_and_evaluate(trained):
     model, _, val = trained
     frame = model.predict(val.smiles[:4])
     tasks = ["logP", "TPSA", "MW"]
-    assert list(frame.columns) == tasks + [f"{t}{x}" for t in tasks for x in ("_std", "_lo90", "_hi90")]
+    assert list(frame.columns) == [f"{t}{x}" for t in tasks for x in ("_pred", "_std", "_lo90", "_hi90")]
     assert len(frame) == 4 and np.isfinite(frame.to_numpy()).all()
     metrics = model.evaluate(val)
     assert set(metrics) == {"logP", "TPSA", "MW", "macro"}

@@ -52,7 +52,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 
 def test_prediction_frame_forwards_the_models_columns_in_order():
     pred = pd.DataFrame(
-        {"b": [0.0, 1.0], "a": [1.0, 2.0], "extra": [5, 5]}
+        {"b_pred": [0.0, 1.0], "a_pred": [1.0, 2.0], "extra": [5, 5]}
         | {f"{t}{x}": [1, 2] for t in ("a", "b") for x in ("_hi90", "_lo90", "_std")}
     )
     out = prediction_frame(pred, ["a", "b"])
@@ -62,7 +62,7 @@ def test_prediction_frame_forwards_the_models_columns_in_order():
         == [f"{t}{s}" for t in ("a", "b") for s in OUTPUT_SUFFIXES]
     )
     assert (out.dtypes == np.float64).all()
-    np.testing.assert_array_equal(out["b"], [0.0, 1.0])
+    np.testing.assert_array_equal(out["b_pred"], [0.0, 1.0])
 
 
 def test_registered_model_loads_in_a_fresh_process(registered, tmp_path):
@@ -79,9 +79,13 @@ except Exception as exc:
     err = str(exc)
 print(json.dumps({{"columns": list(out.columns), "values": out.to_numpy().tolist(),
     "dtypes": sorted(set(map(str, out.dtypes))), "inputs": sig.inputs.input_names(),
-    "outputs": sig.outputs.input_names(), "error": err}}))
+    "outputs": sig.outputs.input_names(), "error": err,
+    "code": m.metadata.flavors["python_function"].get("model_code_path")}}))
 """
-    proc = _run([sys.executable, "-c", script], env, tmp_path)
+    # logged as models from code: it loads with pickle deserialization switched off
+    proc = _run(
+        [sys.executable, "-c", script], {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}, tmp_path
+    )
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     expected = prediction_frame(ens.predict(SMILES), TASKS)
     assert got["columns"] == list(expected.columns) == output_columns(TASKS)
@@ -90,6 +94,7 @@ print(json.dumps({{"columns": list(out.columns), "values": out.to_numpy().tolist
     assert got["inputs"] == ["SMILES"]
     assert got["outputs"] == output_columns(TASKS)
     assert got["error"] == "input has no SMILES column 'SMILES'"  # one line, no frame dump
+    assert got["code"] is not None and got["code"].endswith("pyfunc_code.py")
 
 
 def test_mlflow_models_predict_cli(registered, tmp_path):
@@ -103,6 +108,29 @@ def test_mlflow_models_predict_cli(registered, tmp_path):
     expected = prediction_frame(ens.predict(SMILES), TASKS)
     assert list(got.columns) == list(expected.columns)
     np.testing.assert_allclose(got.to_numpy(dtype=float), expected.to_numpy(), rtol=0, atol=1e-6)
+
+
+def test_cli_pyfunc_and_python_api_predict_the_same_columns(registered, tmp_path, monkeypatch):
+    """One vocabulary: ``python -m admet.model predict`` appends to its input exactly the
+    columns the MLflow pyfunc model and ``ChempropEnsemble.predict`` return, with the same
+    values (``<task>_pred``, ``_std``, ``_lo90``, ``_hi90`` per task)."""
+    import mlflow
+
+    ens, uri, env, _ = registered
+    folder = ens.save(tmp_path / "model")
+    pd.DataFrame({"SMILES": SMILES, "logP": [1.0, 2.0, 3.0, 4.0]}).to_csv(tmp_path / "in.csv", index=False)
+    cli = [sys.executable, "-m", "admet.model", "predict", "--model", str(folder)]
+    _run([*cli, "--input", "in.csv", "--output", "out.csv"], env, tmp_path)
+    from_cli = pd.read_csv(tmp_path / "out.csv")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    from_pyfunc = mlflow.pyfunc.load_model(MODEL_URI).predict(pd.DataFrame({"SMILES": SMILES}))
+    from_api = ens.predict(SMILES)
+    columns = output_columns(TASKS)
+    assert columns[:4] == ["logP_pred", "logP_std", "logP_lo90", "logP_hi90"]
+    assert list(from_cli.columns) == ["SMILES", "logP", *columns]  # the label column kept apart
+    assert list(from_pyfunc.columns) == list(from_api.columns) == columns
+    for frame in (from_cli[columns], from_pyfunc):
+        np.testing.assert_allclose(frame.to_numpy(dtype=float), from_api.to_numpy(), rtol=0, atol=1e-5)
 
 
 def test_missing_smiles_column_is_a_one_line_error(registered):

@@ -868,7 +868,7 @@ def run_benchmark(
                     shared[(variant, k)] = ChempropEnsemble(cfg).fit(data, progress=status)
                 model = shared[(variant, k)]
             frame = model.predict(list(test["SMILES"]), include_spread=True)
-            preds = frame[endpoint].to_numpy()
+            preds = frame[f"{endpoint}_pred"].to_numpy()
             uncertainty = _uncertainty(test[endpoint].to_numpy(dtype=float), frame, endpoint)
         m = task_metrics(test[endpoint].to_numpy(dtype=float), preds)
         cell = {

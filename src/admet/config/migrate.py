@@ -13,14 +13,16 @@ not YAML or its sampling keys contradict each other; it is then left untouched.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import io
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -28,7 +30,10 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from admet.config.legacy import apply_legacy
 from admet.config.loader import load_config
 from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
+from admet.config.yaml_layout import dump_like
 from admet.errors import ConfigError
+
+KeyPath = tuple[Any, ...]
 
 __all__ = [
     "MigrationResult",
@@ -105,12 +110,24 @@ def migrate_file(path: Path, write: bool = True) -> MigrationResult:
     except ConfigError as exc:
         result.error = f"{exc}; file left untouched"
         return result
+    if result.notes and _uses_anchors(data):
+        result.error = (
+            f"{path}: uses YAML anchors/aliases, which a rewrite would expand; "
+            "file left untouched, move the keys by hand"
+        )
+        return result
     result.changed = bool(result.notes)
     result.warnings = runtime_warnings(migrated)
     if result.changed:
-        out = io.StringIO()
-        y.dump(migrated, out)
-        new_text = out.getvalue()
+        try:
+            new_text = dump_like(text, data, copy.deepcopy(migrated), *_key_moves(data, result.notes))
+        except Exception as exc:  # a layout this module cannot follow (anchors, merge keys, ...)
+            out = io.StringIO()
+            y.dump(migrated, out)  # ruamel's own placement of the comments
+            new_text = out.getvalue()
+            result.warnings.append(
+                f"comments placed by ruamel, not next to their keys ({type(exc).__name__})"
+            )
         result.diff = "".join(
             difflib.unified_diff(
                 text.splitlines(keepends=True),
@@ -127,6 +144,44 @@ def migrate_file(path: Path, write: bool = True) -> MigrationResult:
             os.replace(tmp, target)
             result.written = True
     return result
+
+
+def _uses_anchors(node: Any) -> bool:
+    """Whether ``node`` (a round-trip load) holds an anchor or a merge key; rewriting it
+    after :func:`apply_legacy`'s deep copy would expand them into copies."""
+    if getattr(getattr(node, "anchor", None), "value", None) or getattr(node, "merge", None):
+        return True
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return any(_uses_anchors(child) for child in children)
+
+
+def _key_moves(data: Any, notes: list[str]) -> tuple[Callable[[KeyPath], KeyPath], Callable[[KeyPath], str]]:
+    """Where each key path of the legacy file went, read off :func:`apply_legacy`'s notes
+    (``old.key -> new.key``; the longest moved prefix wins), and what to say where a key
+    that is gone was."""
+    moves = sorted(
+        (tuple(old.split(".")), tuple(new.split(".")))
+        for old, sep, new in (note.partition(" -> ") for note in notes)
+        if sep
+    )
+    moves.sort(key=lambda m: len(m[0]), reverse=True)
+
+    def moved(path: KeyPath) -> KeyPath:
+        for old, new in moves:
+            if path[: len(old)] == old:
+                return new + path[len(old) :]
+        return path
+
+    def note(path: KeyPath) -> str:
+        node: Any = data
+        for key in path:
+            node = node[key]
+        new = moved(path)
+        where = "removed" if new == path else f"moved to {'.'.join(map(str, new))}"
+        unset = ", which null leaves unset" if node is None else ""
+        return f"{where} by `python -m admet.config migrate`{unset}"
+
+    return moved, note
 
 
 def study_file_for(path: Path) -> Path:

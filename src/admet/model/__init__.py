@@ -29,6 +29,7 @@ _EXPORTS = {
     "load_saved": "admet.model.ensemble",
     "log_pyfunc": "admet.model.pyfunc",
     "member_seed": "admet.model.ensemble",
+    "prediction_columns": "admet.model.calibration",
     "regression_metrics": "admet.model.metrics",
     "save_chemprop": "admet.model.chemprop_export",
     "task_metrics": "admet.model.metrics",

@@ -112,8 +112,8 @@ def _predict_file(model, input_path: str, output: Path, score: bool = False) -> 
     frame = _read_input(input_path, col)
     preds = model.predict(list(frame[col]))
     out = frame.copy()
-    for name in preds.columns:  # <task>_pred, <task>_std, <task>_lo90, <task>_hi90
-        out[f"{name}_pred" if name in model.task_names else name] = preds[name].to_numpy()
+    for name in preds.columns:  # <task>_pred, <task>_std, <task>_lo90, <task>_hi90, as predict names them
+        out[name] = preds[name].to_numpy()
     output.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(output, index=False)
     print(f"wrote {len(out)} prediction(s) to {output}")

@@ -57,6 +57,7 @@ from scipy import stats
 __all__ = [
     "COVERAGE",
     "GAUSSIAN_Z90",
+    "PREDICTION_SUFFIXES",
     "UNCERTAINTY_METRICS",
     "Calibration",
     "TaskCalibration",
@@ -65,11 +66,16 @@ __all__ = [
     "fit_cv_plus",
     "fit_residual_calibration",
     "fit_spread_calibration",
+    "prediction_columns",
     "prediction_frame",
     "uncertainty_metrics",
 ]
 
 COVERAGE = 0.9
+# The prediction vocabulary of every interface (Python ``predict``, ``admet predict``'s CSV,
+# the MLflow pyfunc model, the benchmarks): per task ``T``, ``T_pred`` (the mean),
+# ``T_std`` and the 90% interval ``T_lo90``/``T_hi90``; see :func:`prediction_columns`.
+PREDICTION_SUFFIXES = ("_pred", "_std", "_lo90", "_hi90")
 UNCERTAINTY_METRICS = ("nll", "miscalibration_area", "coverage90", "spearman_err_std")
 GAUSSIAN_Z90 = float(stats.norm.ppf(0.5 + COVERAGE / 2))  # 1.645: the uncalibrated interval
 # Spreads below this fraction of the task's median spread are floored (identical members
@@ -231,6 +237,19 @@ class Calibration:
         return cls(tasks, float(data.get("coverage", COVERAGE)))
 
 
+def prediction_columns(task_names: Sequence[str]) -> list[str]:
+    """``[T_pred, T_std, T_lo90, T_hi90]`` for each task ``T``, task by task: the columns
+    every interface predicts under.
+
+    Why ``T_pred`` and not the bare task name ``T`` for the mean: predictions are read next to
+    labels (``admet predict`` keeps the input's columns, so a labelled test file has both the
+    measured ``HLM`` and the predicted one; evaluation and the benchmarks hold both too), and
+    a bare ``T`` would collide with the label column of the same name. With a suffix on every
+    column, one name means one thing in the CLI's CSV, the Python API and the MLflow model.
+    """
+    return [f"{task}{suffix}" for task in task_names for suffix in PREDICTION_SUFFIXES]
+
+
 def prediction_frame(
     task_names: Sequence[str],
     mean: np.ndarray,
@@ -239,11 +258,13 @@ def prediction_frame(
     hi: np.ndarray,
     spread: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The prediction table of a model: ``<task>`` (mean) for every task, then per task
-    ``<task>_std``, ``<task>_lo90``, ``<task>_hi90`` (and ``<task>_spread`` if given)."""
-    columns: dict[str, np.ndarray] = {t: mean[:, j] for j, t in enumerate(task_names)}
+    """The prediction table of a model, in :func:`prediction_columns` order: per task
+    ``<task>_pred`` (mean), ``<task>_std``, ``<task>_lo90``, ``<task>_hi90`` (and
+    ``<task>_spread``, the raw member spread, after them if given)."""
+    columns: dict[str, np.ndarray] = {}
     for j, t in enumerate(task_names):
-        columns[f"{t}_std"], columns[f"{t}_lo90"], columns[f"{t}_hi90"] = std[:, j], lo[:, j], hi[:, j]
+        for suffix, values in zip(PREDICTION_SUFFIXES, (mean, std, lo, hi), strict=True):
+            columns[f"{t}{suffix}"] = values[:, j]
         if spread is not None:
             columns[f"{t}_spread"] = spread[:, j]
     return pd.DataFrame(columns)
@@ -287,7 +308,7 @@ def add_uncertainty_metrics(
     (sd = spread, Gaussian interval) as ``<metric>_uncalibrated`` too."""
     per_task: list[dict[str, float]] = []
     for j, t in enumerate(task_names):
-        cols = [predictions[f"{t}{suffix}"].to_numpy() for suffix in ("", "_std", "_lo90", "_hi90")]
+        cols = [predictions[f"{t}{suffix}"].to_numpy() for suffix in PREDICTION_SUFFIXES]
         found = uncertainty_metrics(Y[:, j], *cols)
         if f"{t}_spread" in predictions:
             mean, spread = cols[0], predictions[f"{t}_spread"].to_numpy()

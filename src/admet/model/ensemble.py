@@ -104,7 +104,7 @@ class ChempropEnsemble:
         ...     "optimization.max_epochs=1", "optimization.batch_size=4"])
         >>> ensemble = ChempropEnsemble(cfg).fit()
         >>> len(ensemble.members), list(ensemble.predict(["CCO"]).columns)
-        (2, ['logS', 'logS_std', 'logS_lo90', 'logS_hi90'])
+        (2, ['logS_pred', 'logS_std', 'logS_lo90', 'logS_hi90'])
         >>> ensemble.save(folder / "model").name
         'model'
     """
@@ -472,7 +472,7 @@ class ChempropEnsemble:
     # -- inference ------------------------------------------------------------------------
 
     def predict(self, smiles: Sequence[str], include_spread: bool = False) -> pd.DataFrame:
-        """Per task: the mean over members ``<task>``, the calibrated standard deviation
+        """Per task: the mean over members ``<task>_pred``, the calibrated standard deviation
         ``<task>_std`` and the 90% interval ``<task>_lo90``/``<task>_hi90``; with
         ``include_spread`` also the raw member spread ``<task>_spread``. Without a
         calibration (an ensemble saved before it existed) the spread is the sd and the
@@ -492,7 +492,8 @@ class ChempropEnsemble:
         NLL, miscalibration area, 90% coverage, Spearman |error| vs std; calibrated and raw)."""
         smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
         predictions = self.predict(smiles, include_spread=True)
-        metrics = regression_metrics(Y, predictions[self.task_names].to_numpy(), self.task_names)
+        means = predictions[[f"{t}_pred" for t in self.task_names]].to_numpy()
+        metrics = regression_metrics(Y, means, self.task_names)
         return add_uncertainty_metrics(metrics, Y, predictions, self.task_names)
 
     # -- persistence ----------------------------------------------------------------------

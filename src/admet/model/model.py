@@ -450,7 +450,7 @@ class ChempropModel:
         return torch.cat(out).double().numpy()
 
     def predict(self, smiles: Sequence[str]) -> pd.DataFrame:
-        """Per task ``<task>`` (original units), ``<task>_std`` and the 90% interval
+        """Per task ``<task>_pred`` (original units), ``<task>_std`` and the 90% interval
         ``<task>_lo90``/``<task>_hi90`` from the validation residuals (NaN for a model saved
         before calibration existed)."""
         mean = self.predict_array(smiles)
@@ -465,7 +465,8 @@ class ChempropModel:
         column and any of the task columns)."""
         smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
         predictions = self.predict(smiles)
-        metrics = regression_metrics(Y, predictions[self.task_names].to_numpy(), self.task_names)
+        means = predictions[[f"{t}_pred" for t in self.task_names]].to_numpy()
+        metrics = regression_metrics(Y, means, self.task_names)
         return add_uncertainty_metrics(metrics, Y, predictions, self.task_names)
 
     # -- persistence ----------------------------------------------------------------------

@@ -9,12 +9,15 @@ What: :class:`AdmetPyfuncModel` carries the saved folder as its one artifact (th
 ``config.yaml`` with the data and featurizer settings, the members' weights with the
 target scaler inside their state dicts) and loads it in ``load_context``. Its input is a
 DataFrame with the config's SMILES column; its output is, per task ``T`` and in this
-order, ``T`` (mean), ``T_std`` (standard deviation), ``T_lo90`` and ``T_hi90`` (90%
-interval), all float64, one row per input row in input order. The columns are the ones
-the model's ``predict`` returns (calibrated, see :mod:`admet.model.calibration`).
+order, ``T_pred`` (mean), ``T_std`` (standard deviation), ``T_lo90`` and ``T_hi90`` (90%
+interval), all float64, one row per input row in input order: the same names as the
+model's ``predict`` and ``python -m admet.model predict`` (calibrated; the vocabulary and
+why the mean is ``T_pred`` are in :func:`admet.model.calibration.prediction_columns`).
 
-:func:`log_pyfunc` logs it into an existing MLflow run (with signature, input example,
-pinned requirements and the ``admet`` source as code) and optionally registers it;
+:func:`log_pyfunc` logs it into an existing MLflow run as MLflow 3's "models from code"
+(the file :mod:`admet.model.pyfunc_code` that builds the model, not a pickled object),
+with signature, input example, pinned requirements and the ``admet`` source as code, and
+optionally registers it;
 :func:`try_log_pyfunc` is the best-effort variant training uses, which only warns.
 """
 
@@ -33,6 +36,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from admet.errors import DataError
+from admet.model.calibration import PREDICTION_SUFFIXES, prediction_columns
 from admet.redact import mask_url
 
 if TYPE_CHECKING:
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARTIFACT_KEY",
     "EXAMPLE_SMILES",
+    "MODEL_CODE",
     "OUTPUT_SUFFIXES",
     "AdmetPyfuncModel",
     "load_saved_model",
@@ -56,9 +61,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ARTIFACT_KEY = "model"
-# Two-sided 90% normal interval: the 95th percentile of the standard normal.
-# Per task T the output columns are T + suffix, in this order.
-OUTPUT_SUFFIXES = ("", "_std", "_lo90", "_hi90")
+# The "models from code" file that defines the logged model (see admet.model.pyfunc_code).
+MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")
+# Per task T the output columns are T + suffix, in this order (the one vocabulary).
+OUTPUT_SUFFIXES = PREDICTION_SUFFIXES
 # A few small, well-known molecules for the input example (aspirin, phenol, caffeine).
 EXAMPLE_SMILES = ("CC(=O)Oc1ccccc1C(=O)O", "Oc1ccccc1", "Cn1c(=O)c2c(ncn2C)n(C)c1=O")
 # Distributions pinned in the model's requirements (the versions installed at logging).
@@ -86,12 +92,12 @@ def load_saved_model(directory: str | os.PathLike[str]) -> ChempropEnsemble | Ch
 
 
 def output_columns(task_names: Sequence[str]) -> list[str]:
-    """``[T, T_std, T_lo90, T_hi90]`` for each task ``T``, task by task."""
-    return [f"{task}{suffix}" for task in task_names for suffix in OUTPUT_SUFFIXES]
+    """``[T_pred, T_std, T_lo90, T_hi90]`` for each task ``T``, task by task."""
+    return prediction_columns(task_names)
 
 
 def prediction_frame(predicted: pd.DataFrame, task_names: Sequence[str]) -> pd.DataFrame:
-    """The pyfunc output from a model's ``predict`` frame: its ``T``, ``T_std``,
+    """The pyfunc output from a model's ``predict`` frame: its ``T_pred``, ``T_std``,
     ``T_lo90`` and ``T_hi90`` columns forwarded in that order as float64."""
     return predicted[output_columns(task_names)].astype(np.float64).reset_index(drop=True)
 
@@ -188,7 +194,7 @@ def log_pyfunc(
             with mlflow.start_run(run_id=run_id, nested=nested):
                 info = mlflow.pyfunc.log_model(
                     name=name,
-                    python_model=AdmetPyfuncModel(),
+                    python_model=str(MODEL_CODE),  # models from code, not a pickled object
                     artifacts={ARTIFACT_KEY: str(folder)},
                     code_paths=[code],
                     pip_requirements=pip_requirements(),

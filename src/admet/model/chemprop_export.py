@@ -52,7 +52,7 @@ __all__ = [
 
 
 class NotExportableError(AdmetError):
-    """The model's prediction head (``model.ffn_type``) has no Chemprop counterpart."""
+    """The model's prediction head (``model.ffn_type``) or aggregation has no Chemprop counterpart."""
 
 
 def _chemprop_head(ffn_type: str) -> str:

@@ -12,6 +12,7 @@ LIGHT = [
     "admet.config",
     "admet.config.loader",
     "admet.config.phases",
+    "admet.config.registry",
     "admet.sampling.curriculum",
     "admet.sampling.joint",
     "admet.data.packed",

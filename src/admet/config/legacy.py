@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from admet.config.registry import REGISTRIES
 from admet.errors import ConfigError
 
 __all__ = [
@@ -60,8 +61,8 @@ LEGACY_CURRICULUM_MIN_DELTA = 1e-4
 LEGACY_CURRICULUM_SEED = 42
 LEGACY_TRUNK_N_LAYERS = 2
 LEGACY_QUALITIES = ["high", "medium", "low"]
-# The original project's names of the prediction heads (its HPO files said mlp).
-FFN_ALIASES = {"mlp": "regression", "mixture_of_experts": "moe"}
+# The original project's names of the prediction heads (its HPO files said mlp) are
+# aliases declared with the heads' registration (admet.config.registry).
 # Sections of the original project for features this one does not implement.
 UNIMPLEMENTED_SECTIONS = ("inter_task_affinity", "task_affinity")
 # Keys accepted for old files that change nothing here: key -> why.
@@ -283,9 +284,11 @@ def translate_legacy(
     if _get(raw, "data", "target_weights") == []:
         raw["data"]["target_weights"] = None  # the original's "1.0 for every task"
     _rename(raw, ("data", "target_weights"), ("optimization", "task_weights"), source)
-    ffn_type = _get(raw, "model", "ffn_type")
-    if isinstance(ffn_type, str):
-        raw["model"]["ffn_type"] = FFN_ALIASES.get(ffn_type.lower(), ffn_type.lower())
+    for key, registry in REGISTRIES.items():  # aliases (mlp -> regression), lower-cased
+        section, name = key.split(".")
+        value = _get(raw, section, name)
+        if isinstance(value, str):
+            raw[section][name] = registry.canonical(value)
     criterion = _get(raw, "optimization", "criterion")
     if isinstance(criterion, str):
         raw["optimization"]["criterion"] = criterion.lower()

@@ -28,9 +28,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from admet.config.legacy import apply_legacy, translate_legacy
 from admet.config.phases import CurriculumPhaseConfig
+from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS
 from admet.config.schema import (
     COMPOSITION_MODES,
-    FFN_TYPES,
     ChempropConfig,
     EnsembleConfig,
     schema_for,
@@ -148,6 +148,8 @@ def _validate(cfg: ChempropConfig) -> None:
         raise ConfigError("joint_sampling.task_oversampling.alpha must be a finite number")
     if js.num_samples is not None and js.num_samples <= 0:
         raise ConfigError(f"joint_sampling.num_samples must be positive, got {js.num_samples}")
+    if js.sampler is not None:
+        SAMPLERS.check(js.sampler)
     if cur.enabled and not js.enabled:
         raise ConfigError(
             "joint_sampling.curriculum.enabled is true but joint_sampling.enabled is false: the "
@@ -190,13 +192,11 @@ def _validate(cfg: ChempropConfig) -> None:
         raise ConfigError(
             f"model.activation must be relu, leakyrelu, prelu, tanh, selu or elu, got {model.activation!r}"
         )
-    if model.ffn_type not in FFN_TYPES:
-        raise ConfigError(f"model.ffn_type must be one of {', '.join(FFN_TYPES)}, got {model.ffn_type!r}")
+    HEADS.check(model.ffn_type)
     for name in ("n_experts", "trunk_n_layers", "trunk_hidden_dim"):
         if getattr(model, name) < 1:
             raise ConfigError(f"model.{name} must be >= 1, got {getattr(model, name)}")
-    if model.aggregation not in ("mean", "sum", "norm"):
-        raise ConfigError(f"model.aggregation must be mean, sum or norm, got {model.aggregation!r}")
+    AGGREGATIONS.check(model.aggregation)
     if opt.criterion not in ("mae", "mse"):
         raise ConfigError(f"optimization.criterion must be 'mae' or 'mse', got {opt.criterion!r}")
     for name in ("max_epochs", "batch_size"):

@@ -56,6 +56,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from admet.config.registry import REGISTRIES
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError
 
@@ -88,7 +89,6 @@ _PARAM_NAMES: dict[str, str] = {
 }
 # Ratios of the maximum learning rate: the config value is the sample x max_lr.
 _SCALED = {"lr_warmup_ratio": "optimization.max_lr", "lr_final_ratio": "optimization.max_lr"}
-_FFN_TYPES = {"mlp": "regression", "mixture_of_experts": "moe"}
 # Run-config keys that must be >= 1 (the legacy spaces sometimes started at 0).
 _POSITIVE = {
     "model.depth",
@@ -181,7 +181,9 @@ def _config_key(name: str) -> str | None:
 
 
 def _map_values(key: str, values: list[Any]) -> list[Any]:
-    return [_FFN_TYPES.get(v, v) for v in values] if key == "model.ffn_type" else list(values)
+    """Legacy names (``mlp``) of registered parts as their names (``regression``)."""
+    registry = REGISTRIES.get(key)
+    return [registry.resolve(v) for v in values] if registry is not None else list(values)
 
 
 def _number(value: Any, what: str) -> float:

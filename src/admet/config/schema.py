@@ -16,7 +16,6 @@ from typing import Any
 
 __all__ = [
     "COMPOSITION_MODES",
-    "FFN_TYPES",
     "ChempropConfig",
     "CurriculumConfig",
     "DataConfig",
@@ -31,7 +30,6 @@ __all__ = [
 ]
 
 COMPOSITION_MODES: tuple[str, ...] = ("two_stage", "multiplicative")
-FFN_TYPES: tuple[str, ...] = ("regression", "branched", "moe")
 FANG2023_TASKS: tuple[str, ...] = ("HLM", "RLM", "MDR1_ER", "Sol", "hPPB", "rPPB")
 
 
@@ -76,12 +74,14 @@ class ModelConfig:
     hidden_dim: int = 300
     num_layers: int = 2
     dropout: float = 0.0
-    aggregation: str = "mean"  # mean | sum | norm
+    # mean | sum | norm, or another registered aggregation (admet.config.registry)
+    aggregation: str = "mean"
     batch_norm: bool = False
     activation: str = "relu"
     # Prediction head: regression (Chemprop's FFN, all tasks from one MLP), branched (a
     # shared trunk, then one MLP head per task) or moe (a softmax-gated mixture of expert
-    # FFNs over the molecule embedding). hidden_dim/num_layers size each head or expert.
+    # FFNs over the molecule embedding), or another registered head (admet.config.registry).
+    # hidden_dim/num_layers size each head or expert.
     ffn_type: str = "regression"
     n_experts: int = 4  # moe only
     trunk_n_layers: int = 1  # branched only: layers of the shared trunk
@@ -163,6 +163,9 @@ class JointSamplingConfig:
     """How the training DataLoader draws molecules (see JointSampler)."""
 
     enabled: bool = False
+    # The training batch sampler (admet.config.registry.SAMPLERS), whatever enabled says;
+    # None: joint when enabled, else shuffle (Chemprop's seeded shuffle).
+    sampler: str | None = None
     task_oversampling: TaskOversamplingConfig = field(default_factory=TaskOversamplingConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     # two_stage: pick a task, then a molecule of that task. multiplicative: one weight per

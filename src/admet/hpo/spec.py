@@ -5,7 +5,11 @@ Sampling the space for a trial is :mod:`admet.hpo.search_space`'s job.
 A search-space entry is ``<config key>: {type, ...}`` with ``type`` one of ``float``
 (``low``, ``high``, ``log``, ``step``), ``int`` (``low``, ``high``, ``log``, ``step``),
 ``categorical`` (``choices``) or ``phase_proportions`` (curriculum proportions on the
-simplex, see :func:`admet.hpo.search_space.suggest_phase_proportions`). Any entry may have
+simplex, see :func:`admet.hpo.search_space.suggest_phase_proportions`). A key chosen from
+a registry (``model.ffn_type``, ``model.aggregation``, ``joint_sampling.sampler``, see
+:mod:`admet.config.registry`) may say ``choices: registered``: every registered part is
+offered, a newly registered head included; listed choices of such a key are checked
+against the registry (aliases such as ``mlp`` become their names). Any entry may have
 a ``condition`` ``{other key: value}`` and is then only sampled when that parameter took
 that value; a list value (``{model.ffn_type: [moe, branched]}``) means any of these
 values. A ``float``/``int`` entry may have ``scale_by: <other config key>``: the sample is
@@ -39,6 +43,7 @@ import optuna
 
 from admet.config import get_dotted, load_config, parse_overrides, read_yaml, set_dotted
 from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
+from admet.config.registry import REGISTRIES
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError
 from admet.paths import project_root
@@ -59,6 +64,8 @@ OBJECTIVES = ("cv_mae_macro", "sparse_tasks_mae")
 PARAM_TYPES = ("float", "int", "categorical", "phase_proportions")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 REFIT_KEYS = ("top_k", "members", "max_epochs")
+# ``choices: registered``: every part registered for the key (admet.config.registry)
+REGISTERED = "registered"
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +222,25 @@ def _find(study: str) -> Path:
     return candidate
 
 
+def _registered_choices(key: str, choices: Any, where: str) -> list[Any]:
+    """A registry key's choices: all registered names for ``registered``, else the listed
+    ones with aliases resolved, each checked (one-line error naming the parameter)."""
+    # The model layer registers its parts (heads, aggregations, samplers) on import; load
+    # it so that a part added there is known here too.
+    import admet.model.model  # noqa: F401
+
+    registry = REGISTRIES[key]
+    if choices == REGISTERED:
+        return list(registry.names())
+    out = [registry.resolve(c) for c in choices]
+    for choice in out:
+        try:
+            registry.check(choice)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: search_space.{key}: {exc}") from None
+    return out
+
+
 def _param(key: str, raw: Any, where: str) -> ParamSpec:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: search_space.{key} must be a mapping with a 'type'")
@@ -279,6 +305,14 @@ def _param(key: str, raw: Any, where: str) -> ParamSpec:
         )
     elif kind == "categorical":
         choices = raw.get("choices")
+        registry = REGISTRIES.get(key)
+        if registry is not None and (choices == REGISTERED or isinstance(choices, list)):
+            choices = _registered_choices(key, choices, where)
+        elif choices == REGISTERED:
+            raise ConfigError(
+                f"{where}: search_space.{key}: 'choices: {REGISTERED}' needs a key chosen from a "
+                f"registry ({', '.join(REGISTRIES)})"
+            )
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}: search_space.{key}: categorical needs a non-empty 'choices' list")
         spec = ParamSpec(key=key, type=kind, choices=tuple(choices), condition=spec.condition)

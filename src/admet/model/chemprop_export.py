@@ -15,8 +15,10 @@ atom featurizer, so no featurizer flag is needed), ``chemprop.models.MPNN.load_f
 reads the file, and Chemprop's tools (fingerprints, fine-tuning, uncertainty) apply to it.
 Our subclasses (scatter-free kernels, per-task validation metrics) differ from Chemprop's
 classes only in speed and logging, so the saved hyperparameters name Chemprop's classes
-only. The ``branched`` and ``moe`` heads have no Chemprop counterpart: those models raise
-:class:`NotExportableError`.
+only. Which Chemprop head and aggregation a part maps to is its ``chemprop`` name in
+:mod:`admet.config.registry` (``regression`` -> ``PredictorRegistry["regression"]``,
+``mean`` -> ``--aggregation mean``); a part registered without one (the ``branched`` and
+``moe`` heads) has no Chemprop counterpart: those models raise :class:`NotExportableError`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ import torch
 from chemprop import nn as cnn
 from chemprop.models import MPNN
 from chemprop.models.utils import save_model
+from chemprop.utils.registry import Factory
 
+from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS, sampler_name
 from admet.errors import AdmetError
 
 if TYPE_CHECKING:
@@ -46,19 +50,29 @@ __all__ = [
     "write_chemprop_config",
 ]
 
-EXPORTABLE_HEAD = "regression"
-
 
 class NotExportableError(AdmetError):
-    """The model's prediction head (``model.ffn_type``) has no Chemprop counterpart."""
+    """The model's prediction head (``model.ffn_type``) or aggregation has no Chemprop counterpart."""
 
 
-def _check_head(ffn_type: str) -> None:
-    if ffn_type != EXPORTABLE_HEAD:
+def _chemprop_head(ffn_type: str) -> str:
+    """The Chemprop predictor name the registered head ``ffn_type`` maps to."""
+    name = HEADS.part(ffn_type).chemprop
+    if name is None:
+        exportable = ", ".join(repr(p.name) for p in HEADS.parts() if p.chemprop is not None)
         raise NotExportableError(
             f"model.ffn_type={ffn_type!r} cannot be expressed in Chemprop "
-            f"(only {EXPORTABLE_HEAD!r} heads can be exported)"
+            f"(only {exportable} heads can be exported)"
         )
+    return name
+
+
+def _chemprop_aggregation_name(aggregation: str) -> str:
+    """The Chemprop aggregation name (``--aggregation``) the registered ``aggregation`` maps to."""
+    name = AGGREGATIONS.part(aggregation).chemprop
+    if name is None:
+        raise NotExportableError(f"model.aggregation={aggregation!r} has no Chemprop counterpart")
+    return name
 
 
 def _plain(hparams) -> dict:  # type: ignore[no-untyped-def]
@@ -66,28 +80,26 @@ def _plain(hparams) -> dict:  # type: ignore[no-untyped-def]
     return {k: v for k, v in dict(hparams).items() if k != "cls"}
 
 
-def _chemprop_aggregation(agg: cnn.Aggregation) -> cnn.Aggregation:
-    # NormAggregation subclasses SumAggregation in Chemprop: test it first
-    for cls in (cnn.NormAggregation, cnn.MeanAggregation, cnn.SumAggregation):
-        if isinstance(agg, cls):
-            return cls(**_plain(agg.hparams))
-    raise NotExportableError(f"model.aggregation: {type(agg).__name__} has no Chemprop counterpart")
-
-
 def to_chemprop(model: ChempropModel) -> MPNN:
     """A pure-Chemprop ``MPNN`` (in eval mode, on the CPU) with ``model``'s weights and
     target scaler.
 
+    The registered head and aggregation become the Chemprop classes their ``chemprop``
+    names pick in Chemprop's ``PredictorRegistry`` and ``AggregationRegistry``, built from
+    the saved hyperparameters that class takes; the strict state-dict load refuses a part
+    whose weights do not fit its declared counterpart.
+
     Raises:
-        NotExportableError: ``model.ffn_type`` is not ``regression``.
+        NotExportableError: the head (``model.ffn_type``) or aggregation has no Chemprop
+            counterpart.
         RuntimeError: the model is not trained or loaded yet.
     """
-    _check_head(model.config.model.ffn_type)
+    m = model.config.model
+    head_cls = cnn.PredictorRegistry[_chemprop_head(m.ffn_type)]
+    agg_cls = cnn.AggregationRegistry[_chemprop_aggregation_name(m.aggregation)]
     src = model._require_trained()
-    if type(src.predictor) is not cnn.RegressionFFN:
-        _check_head(type(src.predictor).__name__)
     mp = cnn.BondMessagePassing(**_plain(src.message_passing.hparams))
-    agg = _chemprop_aggregation(src.agg)
+    agg = Factory.build(agg_cls, **_plain(src.agg.hparams))
     pred_src = src.predictor
     crit = pred_src.criterion
     transform = pred_src.output_transform
@@ -96,12 +108,13 @@ def to_chemprop(model: ChempropModel) -> MPNN:
         if isinstance(transform, cnn.UnscaleTransform)
         else None
     )
-    predictor = cnn.RegressionFFN(
+    predictor = Factory.build(
+        head_cls,
         **{
             **_plain(pred_src.hparams),
             "criterion": type(crit)(task_weights=crit.task_weights.detach().cpu().flatten().clone()),
             "output_transform": output_transform,
-        }
+        },
     )
     out = MPNN(
         mp,
@@ -124,7 +137,8 @@ def save_chemprop(model: ChempropModel, path: str | os.PathLike[str]) -> Path:
     ``MPNN.load_from_file``.
 
     Raises:
-        NotExportableError: ``model.ffn_type`` is not ``regression`` (nothing is written).
+        NotExportableError: the head or aggregation has no Chemprop counterpart (nothing
+            is written).
     """
     mpnn = to_chemprop(model)
     out = Path(path)
@@ -146,9 +160,9 @@ def _toml(value: object) -> str:
 
 def head_substitution(config: ChempropConfig) -> str | None:
     """What Chemprop's plain ``RegressionFFN`` stands in for when ``model.ffn_type`` has no
-    Chemprop counterpart (one line), or None for a ``regression`` head."""
+    Chemprop counterpart (one line), or None for a head that has one."""
     m = config.model
-    if m.ffn_type == EXPORTABLE_HEAD:
+    if HEADS.part(m.ffn_type).chemprop is not None:
         return None
     layers, width = _substitute_ffn(config)
     if m.ffn_type == "branched":
@@ -156,8 +170,10 @@ def head_substitution(config: ChempropConfig) -> str | None:
             f"a shared trunk ({m.trunk_n_layers} x {m.trunk_hidden_dim}) and one "
             f"{m.num_layers}-layer head of width {m.hidden_dim} per task"
         )
-    else:
+    elif m.ffn_type == "moe":
         was = f"{m.n_experts} experts of {m.num_layers} x {m.hidden_dim} with a softmax gate"
+    else:
+        was = f"a head of {m.num_layers} x {m.hidden_dim}"
     return (
         f"model.ffn_type={m.ffn_type!r} ({was}) -> Chemprop's shared RegressionFFN of "
         f"{layers} hidden layer(s) x {width}"
@@ -184,12 +200,13 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
     instead of an error; used to run our tuned settings through Chemprop's own training.
 
     Raises:
-        NotExportableError: ``model.ffn_type`` is not ``regression`` and not ``substitute_head``.
+        NotExportableError: the head has no Chemprop counterpart and not
+            ``substitute_head``, or the aggregation has none.
     """
     m, opt, js = config.model, config.optimization, config.joint_sampling
     substitution = head_substitution(config) if substitute_head else None
     if substitution is None:
-        _check_head(m.ffn_type)
+        _chemprop_head(m.ffn_type)
     ffn_layers, ffn_width = _substitute_ffn(config) if substitution else (m.num_layers, m.hidden_dim)
     values: dict[str, object] = {
         "smiles-columns": [config.data.smiles_col],
@@ -199,7 +216,7 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
         "message-hidden-dim": [m.message_hidden_dim],
         "depth": [m.depth],
         "dropout": float(m.dropout),
-        "aggregation": m.aggregation,
+        "aggregation": _chemprop_aggregation_name(m.aggregation),
         "aggregation-norm": 100.0,  # Chemprop's NormAggregation default, as ours
         "activation": m.activation.upper(),
         "ffn-hidden-dim": [ffn_width],
@@ -233,6 +250,9 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
         f"#   data.split={config.data.split!r} held-out fold (1/{config.data.n_folds}); "
         "Chemprop splits train/val/test by --split and --split-sizes",
     ]
+    sampler = sampler_name(config)
+    if js.sampler is not None and SAMPLERS.part(sampler).chemprop is None:
+        lines.append(f"#   batch sampler joint_sampling.sampler={sampler!r}: Chemprop shuffles uniformly")
     if substitution:
         lines.append(f"#   substituted: {substitution}")
     if ensemble is not None:

@@ -16,24 +16,30 @@ criterion (masked, task-weighted loss), the target ``UnscaleTransform`` applied 
 mode, ``forward``/``train_step`` and the ``input_dim``/``output_dim``/``n_tasks``
 properties are Chemprop's own. Saved models hold only a state dict; :func:`build_predictor`
 rebuilds the same head from the run config.
+
+Each head is registered in :data:`admet.config.registry.HEADS` under its ``ffn_type``
+name; a new head is one class here (or anywhere the model layer imports) decorated with
+``@HEADS.register("name", aliases=(...), chemprop=None)``, and the config validation,
+legacy aliases, Ray Tune conversion, Chemprop export and ``choices: registered`` in a study
+all pick it up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from chemprop import nn as cnn
 from chemprop.nn.ffn import MLP
 from chemprop.nn.metrics import ChempropMetric
 from chemprop.nn.utils import get_activation_function
+from chemprop.utils.registry import Factory
 from torch import Tensor, nn
 
-from admet.errors import ConfigError
-
-if TYPE_CHECKING:
-    from admet.config import ModelConfig
+from admet.config import ModelConfig
+from admet.config.registry import HEADS
 
 __all__ = ["BranchedFFN", "MixtureOfExpertsFFN", "build_predictor"]
 
@@ -101,6 +107,11 @@ class _MixtureNet(nn.Module):
         return (self.gate_weights(Z).unsqueeze(-1) * expert_out).sum(dim=1)
 
 
+# Chemprop's own head, declared as "regression" (its PredictorRegistry name) in the registry.
+HEADS.register("regression")(cnn.RegressionFFN)
+
+
+@HEADS.register("branched")
 class BranchedFFN(cnn.RegressionFFN):
     """Chemprop's ``RegressionFFN`` with a shared trunk and one MLP head per task.
 
@@ -150,6 +161,7 @@ class BranchedFFN(cnn.RegressionFFN):
         return self.ffn.trunk[0][:i](Z)
 
 
+@HEADS.register("moe")
 class MixtureOfExpertsFFN(cnn.RegressionFFN):
     """Chemprop's ``RegressionFFN`` as a softmax-gated mixture of ``n_experts`` multi-task
     MLPs, each sized by ``hidden_dim``/``n_layers`` as Chemprop's FFN."""
@@ -202,10 +214,17 @@ def build_predictor(
     """The prediction head that ``cfg_model.ffn_type`` names, over ``input_dim``-wide
     molecule embeddings.
 
-    ``regression`` is Chemprop's ``RegressionFFN``; ``branched`` a :class:`BranchedFFN`;
-    ``moe`` a :class:`MixtureOfExpertsFFN`. ``criterion`` (Chemprop's default MSE when
-    None) carries the task weights; ``output_transform`` maps standardised predictions back
-    to the targets' units in eval mode.
+    The registered class (``regression``: Chemprop's ``RegressionFFN``; ``branched``: a
+    :class:`BranchedFFN`; ``moe``: a :class:`MixtureOfExpertsFFN`) is called with the
+    arguments its constructor names, as Chemprop's ``Factory.build`` does: ``n_tasks``,
+    ``input_dim``, ``hidden_dim``, ``n_layers`` (``model.num_layers``), ``dropout``,
+    ``activation``, ``criterion``, ``output_transform``, and any other ``model.*`` field
+    by its own name (``n_experts``, ``trunk_n_layers``, ...). ``criterion`` (Chemprop's
+    default MSE when None) carries the task weights; ``output_transform`` maps
+    standardised predictions back to the targets' units in eval mode.
+
+    Raises:
+        ConfigError: ``model.ffn_type`` is not a registered head (one line, the allowed names).
 
     Example:
         >>> import torch
@@ -217,22 +236,13 @@ def build_predictor(
         >>> head(torch.zeros(5, 32)).shape
         torch.Size([5, 3])
     """
-    common = dict(
+    cls = HEADS.builder(cfg_model.ffn_type)
+    kwargs: dict[str, Any] = {f.name: getattr(cfg_model, f.name) for f in dataclasses.fields(ModelConfig)}
+    kwargs.update(
         n_tasks=n_tasks,
         input_dim=input_dim,
-        hidden_dim=cfg_model.hidden_dim,
         n_layers=cfg_model.num_layers,
-        dropout=cfg_model.dropout,
-        activation=cfg_model.activation,
         criterion=criterion,
         output_transform=output_transform,
     )
-    if cfg_model.ffn_type == "regression":
-        return cnn.RegressionFFN(**common)
-    if cfg_model.ffn_type == "branched":
-        return BranchedFFN(
-            **common, trunk_n_layers=cfg_model.trunk_n_layers, trunk_hidden_dim=cfg_model.trunk_hidden_dim
-        )
-    if cfg_model.ffn_type == "moe":
-        return MixtureOfExpertsFFN(**common, n_experts=cfg_model.n_experts)
-    raise ConfigError(f"unknown model.ffn_type {cfg_model.ffn_type!r} (regression, branched or moe)")
+    return Factory.build(cls, **kwargs)  # only the arguments cls's signature names

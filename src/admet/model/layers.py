@@ -31,6 +31,8 @@ from chemprop import nn as cnn
 from chemprop.data import BatchMolGraph
 from torch import Tensor
 
+from admet.config.registry import AGGREGATIONS as AGGREGATION_REGISTRY
+
 __all__ = [
     "AGGREGATIONS",
     "SIZED_AGGREGATIONS",
@@ -265,3 +267,7 @@ AGGREGATIONS: dict[str, type[cnn.Aggregation]] = {
     "norm": NormAggregation,
 }
 SIZED_AGGREGATIONS = (MeanAggregation, SumAggregation, NormAggregation)
+# Ours under the names Chemprop's AggregationRegistry uses (their Chemprop counterparts are
+# declared in admet.config.registry); model.aggregation is built from the registry.
+for _name, _cls in AGGREGATIONS.items():
+    AGGREGATION_REGISTRY.register(_name)(_cls)

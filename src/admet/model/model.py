@@ -11,9 +11,10 @@ per-molecule Python work on every step.
 Targets are standardised on the training split only; the loss is masked for missing
 labels (Chemprop's criterion), optionally weighted per task. Early stopping and the best
 checkpoint follow ``val/mae_macro`` (original units, mean over tasks). The training
-DataLoader's sampler is a :class:`JointSampler` when ``joint_sampling.enabled`` (legacy
-``task_sampling_alpha`` configs arrive here as two-stage joint sampling), otherwise
-Chemprop's seeded shuffle.
+DataLoader's sampler is the one registered in :data:`admet.config.registry.SAMPLERS`
+under ``joint_sampling.sampler``: by default a :class:`JointSampler` when
+``joint_sampling.enabled`` (legacy ``task_sampling_alpha`` configs arrive here as
+two-stage joint sampling), otherwise Chemprop's seeded shuffle.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from sklearn.preprocessing import StandardScaler
 
 from admet.config import ChempropConfig, CurriculumPhaseConfig, config_to_dict, load_config, save_config
+from admet.config.registry import AGGREGATIONS, SAMPLERS, sampler_name
 from admet.data import MultitaskDataset, canonical_smiles, default_cache
 from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
 from admet.errors import ConfigError, DataError, TrainingDivergedError
@@ -53,7 +55,7 @@ from admet.model.calibration import (
 from admet.model.callbacks import CurriculumCallback, DeliverCtrlC, EpochHistory, SamplerStatsCallback
 from admet.model.folder import check_complete, writing
 from admet.model.heads import build_predictor
-from admet.model.layers import AGGREGATIONS, BondMessagePassing
+from admet.model.layers import BondMessagePassing
 from admet.model.metrics import regression_metrics
 from admet.model.mpnn import MONITOR, MultitaskMPNN
 from admet.sampling import CurriculumState, JointSampler
@@ -110,6 +112,34 @@ def _curriculum_state(cfg: ChempropConfig) -> CurriculumState | None:
             phase_proportions=None if cur.phase_proportions is None else dict(cur.phase_proportions),
             min_high_quality_proportion=cur.min_high_quality_proportion,
         ),
+    )
+
+
+@SAMPLERS.register("shuffle")
+def _shuffle(model: ChempropModel, train: MultitaskDataset) -> None:
+    """Chemprop's seeded shuffle: no sampler object (the loaders shuffle by ``optimization.seed``)."""
+    return None
+
+
+@SAMPLERS.register("joint")
+def _joint_sampler(model: ChempropModel, train: MultitaskDataset) -> JointSampler:
+    """A :class:`JointSampler` with the ``joint_sampling`` settings (task oversampling and,
+    when enabled, the quality curriculum)."""
+    cfg = model.config
+    js = cfg.joint_sampling
+    state = _curriculum_state(cfg)
+    return JointSampler(
+        train.Y,
+        quality_labels=train.quality if state is not None else None,
+        curriculum_state=state,
+        task_alpha=js.task_oversampling.alpha,
+        composition_mode=js.composition_mode,
+        num_samples=js.num_samples,
+        seed=js.seed if js.seed is not None else cfg.optimization.seed,
+        increment_seed_per_epoch=js.increment_seed_per_epoch,
+        log_weight_stats=js.log_weight_stats,
+        count_normalize=js.curriculum.count_normalize,
+        task_names=model.task_names,
     )
 
 
@@ -191,24 +221,15 @@ class ChempropModel:
         return default_cache(self.config.data.featurization_cache_dir)
 
     def build_sampler(self, train: MultitaskDataset) -> JointSampler | None:
-        """The training sampler the config asks for (None: Chemprop's seeded shuffle)."""
-        js = self.config.joint_sampling
-        if not js.enabled:
-            return None
-        state = _curriculum_state(self.config)
-        return JointSampler(
-            train.Y,
-            quality_labels=train.quality if state is not None else None,
-            curriculum_state=state,
-            task_alpha=js.task_oversampling.alpha,
-            composition_mode=js.composition_mode,
-            num_samples=js.num_samples,
-            seed=js.seed if js.seed is not None else self.config.optimization.seed,
-            increment_seed_per_epoch=js.increment_seed_per_epoch,
-            log_weight_stats=js.log_weight_stats,
-            count_normalize=js.curriculum.count_normalize,
-            task_names=self.task_names,
-        )
+        """The training sampler the config asks for (None: Chemprop's seeded shuffle).
+
+        The builder registered in :data:`admet.config.registry.SAMPLERS` under
+        :func:`~admet.config.registry.sampler_name` is called as ``builder(model, train)``;
+        it returns a sampler with :class:`JointSampler`'s interface (iteration over training
+        rows, ``len``, ``set_epoch``, ``curriculum_state``, ``get_weight_statistics``), or
+        None for the seeded shuffle. The stacked fit calls this too.
+        """
+        return SAMPLERS.builder(sampler_name(self.config))(self, train)
 
     def _packed(
         self, smiles: Sequence[str], Y: np.ndarray | None, device: torch.device
@@ -241,7 +262,7 @@ class ChempropModel:
         warmup = min(opt.warmup_epochs, max(opt.max_epochs - 1, 0))
         return MultitaskMPNN(
             mp,
-            AGGREGATIONS[m.aggregation](),
+            AGGREGATIONS.builder(m.aggregation)(),
             ffn,
             batch_norm=m.batch_norm,
             warmup_epochs=warmup,

@@ -34,6 +34,8 @@ def test_batched_members_train_like_their_own_fits(synthetic_csv, tmp_path):
         assert vb == pytest.approx(va, rel=1e-3)
         assert [r["epoch"] for r in b.sampler_history] == [r["epoch"] for r in a.sampler_history]
         assert "curriculum/phase" in b.history[0] and "val/mae/logP" in b.history[0]
+        # the in-epoch time (training steps) is part of the member's share of the fit
+        assert 0 < b.step_seconds < b.fit_seconds
     # saved like today's members: the folder loads and predicts the same numbers
     smiles = pd.read_csv(synthetic_csv)["SMILES"].head(6).tolist()
     before = batched.predict(smiles)

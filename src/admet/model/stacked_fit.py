@@ -92,6 +92,7 @@ class _Member:
     loss_sum: float = 0.0
     label_count: float = 0.0
     seconds: float = 0.0  # this member's share of the stacked fit's wall time
+    step_seconds: float = 0.0  # its share of the time in training steps (the in-epoch time)
 
 
 def fit_stacked(
@@ -181,6 +182,7 @@ def fit_stacked(
     count_acc = torch.zeros(len(live), device=device)
     while live:
         interrupt.check()
+        step_start = time.perf_counter()
         sets = [next(mb.pending) for mb in live]  # type: ignore[arg-type]
         batch = table.batch(
             [mb.train_rows[s] for mb, s in zip(live, sets, strict=True)],
@@ -196,11 +198,14 @@ def fit_stacked(
         # summed on the device, read once per epoch: a step never waits for the device
         loss_acc += total.detach()
         count_acc += count
-        ended = []
-        for p, mb in enumerate(live):
+        for mb in live:
             mb.step += 1
-            if mb.steps_left == 0:
-                ended.append(p)
+        ended = [p for p, mb in enumerate(live) if mb.steps_left == 0]
+        if ended and device.type == "cuda":
+            torch.cuda.synchronize(device)  # queued steps belong to the epoch, not to validation
+        step_share = (time.perf_counter() - step_start) / len(live)
+        for mb in live:
+            mb.step_seconds += step_share
         if not ended:
             continue
         for p in ended:
@@ -340,4 +345,5 @@ def _finish(mb: _Member) -> ChempropModel:
     model.best_epoch = int(np.nanargmin(scores)) if scores else None
     model.epochs_trained = len(mb.history)
     model.fit_seconds = mb.seconds
+    model.step_seconds = mb.step_seconds
     return model

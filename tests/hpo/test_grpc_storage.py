@@ -69,6 +69,97 @@ def proxy(tmp_path):
     server.stop(grace=None)
 
 
+class _AnswerLost:
+    """A gRPC server interceptor that applies the first call of each named method and then
+    answers UNAVAILABLE, as when the proxy dies after the commit, before its answer."""
+
+    def __init__(self, *methods: str) -> None:
+        import grpc
+
+        self.left, self.lost = set(methods), []
+
+        class Interceptor(grpc.ServerInterceptor):
+            def intercept_service(inner, continuation, details):
+                handler = continuation(details)
+                name = details.method.rsplit("/", 1)[-1]
+                if handler is None or name not in self.left:
+                    return handler
+
+                def behaviour(request, context):
+                    answer = handler.unary_unary(request, context)
+                    if name in self.left:
+                        self.left.discard(name)
+                        self.lost.append(name)
+                        context.abort(grpc.StatusCode.UNAVAILABLE, "injected: answer lost after the commit")
+                    return answer
+
+                return grpc.unary_unary_rpc_method_handler(
+                    behaviour,
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+
+        self.interceptor = Interceptor()
+
+
+def test_calls_whose_answer_the_proxy_lost_are_sent_again_and_applied_once(tmp_path, caplog):
+    """A gRPC UNAVAILABLE is retried like a database blip: the study, the trial, its
+    parameter and its result each land once although every first answer was lost."""
+    import grpc
+    from optuna.storages import get_storage
+
+    from admet.hpo.storage._optuna_private import add_proxy_service
+
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    lost = _AnswerLost("CreateNewStudy", "CreateNewTrial", "SetTrialParameter", "SetTrialStateValues")
+    server = grpc.server(ThreadPoolExecutor(4), interceptors=[lost.interceptor])
+    add_proxy_service(get_storage(open_storage(db)), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        client = open_grpc_storage(f"grpc://127.0.0.1:{port}")
+        study = optuna.create_study(study_name="blip", storage=client)
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(trial, 0.25)
+        client.close()
+    finally:
+        server.stop(grace=None)
+    assert sorted(lost.lost) == sorted(
+        ["CreateNewStudy", "CreateNewTrial", "SetTrialParameter", "SetTrialStateValues"]
+    )
+    direct = optuna.load_study(study_name="blip", storage=db)
+    (only,) = direct.trials
+    assert (
+        only.state == TrialState.COMPLETE and only.value == 0.25 and only.params == {"x": trial.params["x"]}
+    )
+    assert len(optuna.get_all_study_names(db)) == 1
+    assert "sending it again" in caplog.text
+
+
+def test_a_retried_trial_copy_gets_its_own_token(tmp_path):
+    """A copy of a trial (the retry callback's template) never reuses the token its
+    original was created with: it becomes a new trial."""
+    from optuna.storages import get_storage
+    from optuna.storages._grpc.server import make_server
+
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    port = free_port()
+    server = make_server(get_storage(open_storage(db)), "127.0.0.1", port, ThreadPoolExecutor(2))
+    server.start()
+    try:
+        client = open_grpc_storage(f"grpc://127.0.0.1:{port}")
+        study = optuna.create_study(study_name="copy", storage=client)
+        first = study.ask()
+        study.tell(first, state=TrialState.FAIL)
+        failed = client.get_trial(first._trial_id)
+        copy_id = client.create_new_trial(study._study_id, template_trial=failed)
+        assert copy_id != first._trial_id
+        client.close()
+    finally:
+        server.stop(grace=None)
+    assert len(optuna.load_study(study_name="copy", storage=db).trials) == 2
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
 def test_heartbeat_and_stale_retry_through_the_proxy(proxy):
     url, db = proxy

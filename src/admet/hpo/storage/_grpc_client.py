@@ -10,9 +10,15 @@ What works through the proxy, and how:
 * studies, trials, parameters, attributes, ``status``/``best``/``report``/``refit``/
   ``sync-mlflow``/``dashboard``: Optuna's :class:`~optuna.storages.GrpcStorageProxy`;
 * a lost *database* connection: retried inside the proxy by ``ResilientRDBStorage``;
-  a restarted *proxy*: calls not yet sent wait for it (gRPC ``wait_for_ready``); a call
-  in flight when it goes down fails, and the worker exits (its trial goes stale and is
-  retried by another worker);
+  a restarted *proxy*: calls not yet sent wait for it (gRPC ``wait_for_ready``), and a
+  call that fails with ``UNAVAILABLE`` (in flight when the proxy went down, or its answer
+  lost) is sent again with backoff for up to the storage retry window
+  (``ADMET_STORAGE_RETRY_SECONDS``), like a database blip. A repeat is safe: reads and
+  Optuna's upserts repeat as they are; a new trial carries this client's token
+  (``CLIENT_TOKEN``), so the proxy returns the trial a first request created; a repeated
+  ``tell``, study creation or deletion that finds its own first attempt applied reports
+  success. A repeated pop of a WAITING trial cannot tell whose pop landed: the trial it
+  may leave RUNNING without a heartbeat goes stale and is re-queued once;
 * heartbeat and the retry of killed trials: Optuna's ``GrpcStorageProxy`` is not a
   ``BaseHeartbeat`` (the proxy's API has no heartbeat call), so Optuna runs no heartbeat
   thread and ``fail_stale_trials`` does nothing through it. :class:`HeartbeatGrpcStorage`
@@ -27,21 +33,25 @@ What works through the proxy, and how:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
 from optuna.storages import GrpcStorageProxy
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from admet.errors import StorageError
 from admet.hpo.storage._heartbeat import heartbeat_kwargs
 from admet.hpo.storage._optuna_private import BaseHeartbeat, grpc_stub_and_cache, trial_id_of
+from admet.hpo.storage._retry import CLIENT_TOKEN, TOKENS, retry_seconds
 from admet.hpo.storage._urls import parse_grpc_url
 
 __all__ = [
@@ -86,16 +96,45 @@ def read_pem(path: str, what: str) -> bytes:
         raise StorageError(f"{what}={path}: cannot read it ({exc.strerror})") from None
 
 
-def _wait_for_ready_channel(channel: Any) -> Any:
+_calls = threading.local()  # .repeated: this thread's last call was sent more than once
+
+
+def _retrying_channel(channel: Any, url: str) -> Any:
     """``channel`` whose calls wait for the proxy instead of failing at once while it is
-    (re)starting: a call that was never sent is safe to delay, writes included."""
+    (re)starting (a call never sent is safe to delay, writes included), and are sent again
+    after ``UNAVAILABLE`` for up to the retry window (module docstring: why that is safe).
+    gRPC's own retry policy is not used: it never repeats a call the server may have
+    applied, which is the case this has to cover."""
     import grpc
 
-    class WaitForReady(grpc.UnaryUnaryClientInterceptor):
+    class RetryUnavailable(grpc.UnaryUnaryClientInterceptor):
         def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-            return continuation(client_call_details._replace(wait_for_ready=True), request)
+            details = client_call_details._replace(wait_for_ready=True)
+            _calls.repeated = False
+            delay, deadline = 0.5, time.monotonic() + retry_seconds()
+            while True:
+                outcome = continuation(details, request)
+                left = deadline - time.monotonic()
+                if outcome.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                    return outcome
+                logger.warning(
+                    "storage proxy %s unavailable during %s (%s); sending it again in %.1f s",
+                    url,
+                    details.method.rsplit("/", 1)[-1],
+                    outcome.details(),
+                    delay,
+                )
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 10.0)
+                # bounded: a proxy that never comes back fails the call after the window
+                details = details._replace(timeout=max(deadline - time.monotonic(), 0.1))
+                _calls.repeated = True
 
-    return grpc.intercept_channel(channel, WaitForReady())
+    return grpc.intercept_channel(channel, RetryUnavailable())
+
+
+def _repeated() -> bool:
+    return bool(getattr(_calls, "repeated", False))
 
 
 class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
@@ -137,7 +176,7 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
             )
         else:
             super()._setup()
-        self._stub, self._cache = grpc_stub_and_cache(_wait_for_ready_channel(self._channel))
+        self._stub, self._cache = grpc_stub_and_cache(_retrying_channel(self._channel, self.url))
 
     def wait_server_ready(self, timeout: float | None = None) -> None:
         """Wait until the proxy answers on this client's own channel (plain or TLS; a TLS
@@ -148,6 +187,61 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError as exc:
             raise ConnectionError("GRPC connection timeout") from exc
+
+    # -- writes whose repeat must find its first attempt --------------------------------
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        """Optuna's call, with this request's own token in the template (a retried request
+        returns the trial the first one created; a copied trial's old token is dropped)."""
+        if template_trial is None:  # what Optuna's storage would insert: RUNNING, started now
+            template = FrozenTrial(
+                number=-1,
+                state=TrialState.RUNNING,
+                value=None,
+                values=None,
+                datetime_start=datetime.now(),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
+            )
+        else:
+            template = copy.deepcopy(template_trial)
+        attrs = {k: v for k, v in template.system_attrs.items() if k not in TOKENS}
+        template.system_attrs = {**attrs, CLIENT_TOKEN: uuid.uuid4().hex}
+        return super().create_new_trial(study_id, template)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        try:
+            return super().set_trial_state_values(trial_id, state, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            if not _repeated():
+                raise
+            # sent twice: finished already may mean the first attempt finished it
+            trial = self.get_trial(trial_id)
+            if trial.state == state and (values is None or list(trial.values or []) == list(values)):
+                return True
+            raise
+
+    def create_new_study(self, directions: Sequence[StudyDirection], study_name: str | None = None) -> int:
+        try:
+            return super().create_new_study(directions, study_name)
+        except optuna.exceptions.DuplicatedStudyError:
+            if not _repeated() or study_name is None:
+                raise
+            return self.get_study_id_from_name(study_name)  # the first attempt created it
+
+    def delete_study(self, study_id: int) -> None:
+        try:
+            super().delete_study(study_id)
+        except KeyError:
+            if not _repeated():
+                raise  # sent twice, gone already: the first attempt deleted it
 
     # -- BaseHeartbeat ----------------------------------------------------------------
 

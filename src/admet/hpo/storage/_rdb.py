@@ -66,6 +66,7 @@ from admet.hpo.storage._optuna_private import (
     trial_id_of,
 )
 from admet.hpo.storage._retry import (
+    CLIENT_TOKEN,
     CREATE_TOKEN,
     STATE_TOKEN,
     STORAGE_ERRORS,
@@ -164,9 +165,16 @@ class ResilientRDBStorage(RDBStorage):
 
         Without a template, Optuna inserts a RUNNING trial started now with nothing else;
         the template used instead says exactly that, plus the token. The tokens of a
-        template (a stale trial copied by the retry callback carries its own) are dropped.
+        template (a stale trial copied by the retry callback carries its own) are dropped;
+        a proxy client's token (``CLIENT_TOKEN``, :mod:`._grpc_client`) becomes the create
+        token, so its retried request returns the trial the first one created.
         """
-        token = uuid.uuid4().hex
+        # a proxy client's request carries its own token (the same in a retried request);
+        # then every attempt looks it up first
+        client = template_trial.system_attrs.get(CLIENT_TOKEN) if template_trial is not None else None
+        token = client if isinstance(client, str) and client else uuid.uuid4().hex
+        if token == client:
+            self._create_attempted.add(token)
         if template_trial is None:
             template = FrozenTrial(
                 number=-1,

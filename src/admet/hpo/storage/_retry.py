@@ -51,7 +51,10 @@ T = TypeVar("T")
 RETRY_SECONDS = 120.0  # ADMET_STORAGE_RETRY_SECONDS overrides it
 CREATE_TOKEN = "admet:create_token"  # trial system attribute: which call created the trial
 STATE_TOKEN = "admet:state_token"  # trial system attribute: which call last set its state
-TOKENS = (CREATE_TOKEN, STATE_TOKEN)
+# a create token chosen by a proxy client, so that its retried request finds the trial
+# the first one created (storage._grpc_client); stored as CREATE_TOKEN, never itself
+CLIENT_TOKEN = "admet:client_token"
+TOKENS = (CREATE_TOKEN, STATE_TOKEN, CLIENT_TOKEN)
 
 STORAGE_ERRORS = (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError)
 

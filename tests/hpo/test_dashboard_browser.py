@@ -44,6 +44,7 @@ def finished_study(synthetic_csv, tmp_path: Path) -> tuple[Path, str, dict[str, 
     return tmp_path, storage, env
 
 
+@pytest.mark.slow
 def test_dashboard_shows_the_trials_parity_plot_and_config_in_a_browser(finished_study):
     require(Path(CHROMIUM).is_file(), "Debian's chromium is not installed (apt-get install chromium)")
     home, storage, env = finished_study

@@ -87,6 +87,7 @@ def test_aggregations_match_chemprop(bmg, name):
     assert torch.autograd.gradcheck(lambda X: ours(X, bmg.batch, len(bmg)), (H64,))
 
 
+@pytest.mark.slow
 def test_grouped_steps_train_exactly_like_single_steps(synthetic_csv, monkeypatch):
     def fit(group: int) -> np.ndarray:
         monkeypatch.setattr(model_module, "STEPS_PER_LOADER_ITEM", group)

@@ -138,6 +138,7 @@ def test_chemprop_cli_variant_scores_the_same_strict_table(fang2023_raw, fang202
     assert (out / "figure.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_cells_from_other_processes_merge_into_one_table(fang2023_raw, fang2023_processed, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

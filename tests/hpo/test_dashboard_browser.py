@@ -96,6 +96,7 @@ def test_dashboard_shows_the_trials_parity_plot_and_config_in_a_browser(finished
         dashboard.wait(timeout=20)
 
 
+@pytest.mark.slow
 def test_report_pages_open_without_internet(finished_study):
     home, storage, env = finished_study
     proc = hpo(home, "report", "--storage", storage, "--out", str(home / "report"), **env)

@@ -55,6 +55,7 @@ def test_bond_message_passing_matches_chemprop(bmg, undirected, bias, dropout, d
         torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_written_out_backward_pass_is_the_gradient(bmg):
     """Finite differences in float64 agree with the backward pass of every weight."""
     fdim = default_cache().featurizer

@@ -64,6 +64,7 @@ def test_deterministic_on_cpu(synthetic_csv, trained):
     assert not np.array_equal(model.predict_array(val.smiles), different.predict_array(val.smiles))
 
 
+@pytest.mark.slow
 def test_a_fit_takes_the_startup_heap_out_of_garbage_collection_once(trained):
     # the module's fixture has fitted: what was alive then is frozen, and stays so
     frozen = gc.get_freeze_count()

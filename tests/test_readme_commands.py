@@ -325,3 +325,11 @@ def test_other_command_is_exercised(command):
         assert any(argv[: len(command.argv)] == command.argv for argv in ci), (
             f"{command}: .ci/run does not run it"
         )
+
+
+def test_ci_runs_every_test_slow_ones_included():
+    """CONTRIBUTING's loop leaves out ``-m slow``; CI must not: its pytest has no marker filter."""
+    ci = [c.argv for c in shell_commands((ROOT / ".ci" / "run").read_text())]
+    pytest_runs = [argv for argv in ci if argv[:3] == ("python", "-m", "pytest")]
+    assert pytest_runs, ".ci/run runs no python -m pytest"
+    assert all("-m" not in argv[3:] and "-k" not in argv[3:] for argv in pytest_runs), pytest_runs

@@ -4,12 +4,14 @@
 Prints epochs trained, wall time, best value and pruned trials of each; a pruner should
 train fewer epochs for a similar best value.
 
-    python benchmarks/hpo_pruning.py [--trials 12] [--epochs 6]
+    python benchmarks/hpo_pruning.py [--trials 12] [--epochs 6] [--json out.json]
+    python benchmarks/hpo_pruning.py --report out.json   # the results page's table, nothing run
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -45,13 +47,56 @@ def run(pruner: str, trials: int, epochs: int, tmp: Path) -> tuple[int, float, f
     return objective.epochs_trained, wall, study.best_value, budget(study)["PRUNED"]
 
 
+LABELS = {"none": "none", "median": "median", "hyperband": "Hyperband"}
+
+
+def render(data: dict) -> str:
+    """The results table of a run (its ``--json`` file), as the results page shows it."""
+    rows = {r["pruner"]: r for r in data["rows"]}
+    base = rows.get("none")
+    out = [
+        "| pruner | member epochs trained | wall | best value (CV macro MAE) | trials pruned |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, r in rows.items():
+        epochs, wall = f"{r['epochs_trained']}", f"{r['wall_seconds']:.1f} s"
+        if base is not None and name != "none":
+            epochs += f" ({r['epochs_trained'] / base['epochs_trained']:.2f}x)"
+            wall += f" ({r['wall_seconds'] / base['wall_seconds']:.2f}x)"
+        out.append(
+            f"| {LABELS.get(name, name)} | {epochs} | {wall} | {r['best_value']:.4f} | "
+            f"{r['pruned']} of {data['trials']} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--json", type=Path, help="also write every figure of the table here")
+    parser.add_argument("--report", type=Path, help="measure nothing: print the table of this --json file")
     args = parser.parse_args()
+    if args.report:
+        print(render(json.loads(args.report.read_text())), end="")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         rows = {name: run(name, args.trials, args.epochs, Path(tmp)) for name in PRUNERS}
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "trials": args.trials,
+                    "epochs": args.epochs,
+                    "rows": [
+                        {"pruner": n, "epochs_trained": e, "wall_seconds": w, "best_value": b, "pruned": p}
+                        for n, (e, w, b, p) in rows.items()
+                    ],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     print(f"{'pruner':>9} {'epochs':>7} {'wall s':>8} {'best':>8} {'pruned':>7}")
     for name, (epochs, wall, best, pruned) in rows.items():
         print(f"{name:>9} {epochs:>7} {wall:8.1f} {best:8.4f} {pruned:>7}")

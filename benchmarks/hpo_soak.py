@@ -17,7 +17,8 @@ Invariants (exit status 1 when one fails): the finished trials (COMPLETE + PRUNE
 failed trial with the same retry history: a duplicated ``add_trial`` or a stale trial
 retried twice); every killed trial was retried; every worker not killed by the soak exits 0.
 
-    nice -n 10 python benchmarks/hpo_soak.py --minutes 30 --db-restarts 3 --kills 2
+    nice -n 10 python benchmarks/hpo_soak.py --minutes 30 --db-restarts 3 --kills 2 [--json out.json]
+    python benchmarks/hpo_soak.py --report out.json   # the results page's table, nothing run
 """
 
 from __future__ import annotations
@@ -203,8 +204,8 @@ def _schedule(minutes: float, restarts: int, kills: int) -> list[tuple[float, st
 
 def _figures(
     url: str, n_trials: int, max_retry: int, killed_trials: list[int]
-) -> tuple[list[str], list[str]]:
-    """The printed lines and the failed invariants."""
+) -> tuple[list[str], list[str], dict]:
+    """The printed lines, the failed invariants and the figures (for ``--json``)."""
     trials = _trials(url)
     states = Counter(t.state.name for t in trials)
     finished = states["COMPLETE"] + states["PRUNED"]
@@ -238,6 +239,16 @@ def _figures(
         failed.append(f"{duplicates} duplicate trial(s)")
     stale = [t for t in trials if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs]
     lines.append(f"failed as stale:        {len(stale)} {[t.number for t in stale] or ''}".rstrip())
+    figures: dict = {
+        "trials": len(trials),
+        "states": dict(states),
+        "finished": finished,
+        "n_trials": n_trials,
+        "duplicates": duplicates,
+        "trials_without_params": no_params,
+        "stale": [t.number for t in stale],
+        "killed": [],
+    }
     for number in killed_trials:
         retries = [t for t in trials if number in t.system_attrs.get("retry_history", [])]
         direct = [t for t in retries if t.system_attrs["retry_history"][-1] == number]
@@ -250,9 +261,67 @@ def _figures(
             f"killed trial {number:3d}:       {final}, retried {len(retries)}x "
             f"(direct {len(direct)}){': ' + chain if chain else ''}"
         )
+        figures["killed"].append(
+            {
+                "trial": number,
+                "state": final,
+                "retries": [{"trial": t.number, "state": t.state.name} for t in retries],
+                "direct": len(direct),
+            }
+        )
         if len(direct) != want:
             failed.append(f"killed trial {number} was retried {len(direct)} times directly (want {want})")
-    return lines, failed
+    return lines, failed, figures
+
+
+def _times(n: int) -> str:
+    return {0: "never", 1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def render(data: dict) -> str:
+    """The results table of a run (its ``--json`` file), as the results page shows it."""
+    f = data["figures"]
+    states = dict(f["states"])
+    ordered = [k for k in ("COMPLETE", "PRUNED", "FAIL") if k in states] + sorted(
+        k for k in states if k not in ("COMPLETE", "PRUNED", "FAIL")
+    )
+    killed = [k["trial"] for k in f["killed"]]
+    stale = f"{len(f['stale'])}"
+    if f["stale"]:
+        *head, last = map(str, f["stale"])
+        numbers = f"{', '.join(head)} and {last}" if head else last
+        exact = sorted(f["stale"]) == sorted(killed)
+        stale += f", {'exactly the killed trials' if exact else 'trials'} {numbers}"
+    spared = [w for w in data["workers"] if not w["killed"]]
+    exits = {w["returncode"] for w in spared}
+    out = [
+        "| | value |",
+        "| --- | --- |",
+        f"| wall time (study budget spent) | {data['wall_seconds']:.0f} s |",
+        f"| trials in study | {f['trials']}: " + ", ".join(f"{states[k]} {k}" for k in ordered) + " |",
+        f"| finished / n_trials | {f['finished']} / {f['n_trials']} |",
+        f"| RUNNING / WAITING left | {states.get('RUNNING', 0)} / {states.get('WAITING', 0)} |",
+        f"| duplicate trials | {f['duplicates']} |",
+        f"| trials without parameters | {len(f['trials_without_params'])} |",
+        f"| failed as stale | {stale} |",
+    ]
+    for k in f["killed"]:
+        chain = ", ".join(f"#{r['trial']} {r['state']}" for r in k["retries"])
+        retried = f"retried {_times(len(k['retries']))}" + (f": {chain}" if chain else "")
+        out.append(f"| killed trial {k['trial']} | {retried} |")
+    if exits == {0}:
+        out.append(f"| workers not killed | all {len(spared)} exited 0 |")
+    else:
+        out.append(
+            "| workers not killed | "
+            + ", ".join(f"pid {w['pid']} exited {w['returncode']}" for w in spared)
+            + " |"
+        )
+    out += [
+        "",
+        "Invariants: " + ("OK." if not data["failed"] else "FAILED: " + "; ".join(data["failed"]) + "."),
+    ]
+    return "\n".join(out) + "\n"
 
 
 def main() -> int:
@@ -272,7 +341,12 @@ def main() -> int:
     ap.add_argument("--drain-minutes", type=float, default=None, help="after the chaos (default max(5, M/2))")
     ap.add_argument("--epochs", type=int, default=8, help="epochs per trial (trial length)")
     ap.add_argument("--keep", action="store_true", help="keep the worker logs folder")
+    ap.add_argument("--json", type=Path, help="also write every figure of the table here")
+    ap.add_argument("--report", type=Path, help="measure nothing: print the table of this --json file")
     opts = ap.parse_args()
+    if opts.report:
+        print(render(json.loads(opts.report.read_text())), end="")
+        return 0
     n_trials = opts.n_trials or max(8, round(8 * opts.minutes))
     drain = opts.drain_minutes if opts.drain_minutes is not None else max(5.0, opts.minutes / 2)
     max_retry = 2
@@ -370,7 +444,7 @@ def main() -> int:
             note(f"{len(unfinished)} worker(s) still running after the drain time; stopping them")
         workers.stop_all()
         wall = time.monotonic() - start
-        lines, failed = _figures(cluster.url, n_trials, max_retry, killed_trials)
+        lines, failed, figures = _figures(cluster.url, n_trials, max_retry, killed_trials)
         if unfinished:
             failed.append(f"{len(unfinished)} worker(s) did not finish within {drain:.0f} min")
         print("\n== hpo soak ==")
@@ -389,6 +463,22 @@ def main() -> int:
         print("invariants:", "OK" if not failed else "FAILED")
         for f in failed:
             print(f"  - {f}")
+        if opts.json:
+            run = {
+                "settings": {k: v for k, v in vars(opts).items() if k not in ("json", "report")},
+                "n_trials": n_trials,
+                "events": log,
+                "restarts": done_restarts,
+                "kills": done_kills,
+                "wall_seconds": wall,
+                "figures": figures,
+                "workers": [
+                    {"pid": p.pid, "returncode": p.returncode, "killed": p.pid in workers.killed}
+                    for p in workers.procs
+                ],
+                "failed": failed,
+            }
+            opts.json.write_text(json.dumps(run, indent=1, default=str) + "\n")
         return 1 if failed else 0
     finally:
         if workers is not None:

@@ -221,6 +221,29 @@ def _median(rows: list[dict]) -> dict:
     return out
 
 
+def render(data: dict) -> str:
+    """The results table of a run (its ``--json`` file: every alternation of every cell), as
+    the results page shows it: medians of the alternations, molecules/s in-epoch (whole fit)."""
+    cells: dict[tuple[str, int], dict[str, list[dict]]] = {}
+    for r in data["results"]:
+        cells.setdefault((r["model"], r["batch"]), {"chemprop": [], "admet": []})[r["arm"]].append(r)
+    out = [
+        "| model | batch | (a) Chemprop in-epoch (fit) | (b) ours in-epoch (fit) | ratio in-epoch "
+        "| ratio fit | pair ratios in-epoch | (b) fit / in-epoch | peak RSS b/a |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (model, batch), runs in cells.items():
+        a, b = _median(runs["chemprop"]), _median(runs["admet"])
+        pairs = [y["in_epoch"] / x["in_epoch"] for x, y in zip(runs["chemprop"], runs["admet"], strict=True)]
+        out.append(
+            f"| {model} | {batch} | {a['in_epoch']:,.0f} ({a['whole_fit']:,.0f}) | "
+            f"{b['in_epoch']:,.0f} ({b['whole_fit']:,.0f}) | {b['in_epoch'] / a['in_epoch']:.2f}x | "
+            f"{b['whole_fit'] / a['whole_fit']:.2f}x | {min(pairs):.2f}-{max(pairs):.2f}x | "
+            f"{b['whole_fit'] / b['in_epoch']:.0%} | {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def run_cell(args: dict, arm: str, model: str, batch: int) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -242,8 +265,12 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,default")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
     parser.add_argument("--repeats", type=int, default=3, help="alternate the arms this often; medians")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, help="also write the results here (every alternation)")
+    parser.add_argument("--report", type=Path, help="measure nothing: print the table of this --json file")
     args = parser.parse_args()
+    if args.report:
+        print(render(json.loads(args.report.read_text())), end="")
+        return
 
     from admet.data import default_cache
     from admet.data.fang2023 import ensure_prepared
@@ -301,7 +328,8 @@ def main() -> None:
                 flush=True,
             )
     if args.json:
-        args.json.write_text(json.dumps({"device": device_name, "results": results}, indent=1))
+        run = {"device": device_name, "epochs": args.epochs, "repeats": args.repeats, "results": results}
+        args.json.write_text(json.dumps(run, indent=1) + "\n")
 
 
 if __name__ == "__main__":

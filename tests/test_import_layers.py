@@ -219,6 +219,7 @@ def test_config_and_sampling_do_not_import_lightning(tmp_path):
     assert out.stdout.split() == ["[]", "False"], out.stdout
 
 
+@pytest.mark.slow
 def test_names_of_the_removed_chemprop_package_live_at_their_new_homes():
     """``admet.model.chemprop`` (the pre-0.1.0 home of model, samplers and schema) is gone;
     each of its names is imported from where the README says it lives now."""

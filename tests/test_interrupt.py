@@ -67,6 +67,7 @@ def test_a_ctrl_c_inside_a_database_call_waits_for_the_next_check_unless_pressed
         interrupt.consume()
 
 
+@pytest.mark.slow
 def test_a_held_back_ctrl_c_stops_a_fit_after_its_next_batch(synthetic_csv):
     """The training loop is a safe point: a Ctrl-C recorded during an epoch (here, as if it
     had landed in an MLflow database write) ends the fit with KeyboardInterrupt, and the

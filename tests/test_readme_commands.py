@@ -3,8 +3,12 @@
 * ``python -m admet.<area> <sub> [flags]`` (also one quoted in a ``# then: ...`` comment)
   parses with that area's own ``build_parser()`` (argparse, nothing is run), and every
   ``--flag`` is an exact option of the subcommand (argparse would accept an abbreviation).
-* Each such command is run end to end by some test (a test module that invokes the same
-  area, subcommand and flags) unless it is listed in ``NOT_RUN_END_TO_END`` with a reason.
+* Each such command is run end to end by the tests ``README_TESTS`` names for it (pytest node
+  ids), unless it is listed in ``NOT_RUN_END_TO_END`` with a reason. Every named test must
+  exist (found by AST in its file) and invoke the command: the string literals of the test
+  function, and of the functions it calls (in its own module or imported from another test
+  module or conftest), hold the command's module, subcommand and every flag, and the scheme
+  of every URL the README passes (``grpc://``).
 * Any other command is listed in ``OTHER_COMMANDS`` with the CI step or test that runs it,
   and ``.ci/run`` does run the ones attributed to it.
 """
@@ -12,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import re
 import shlex
@@ -35,8 +40,47 @@ NOT_RUN_END_TO_END: dict[str, str] = {
     "--port 13000 --insecure": "tests/hpo/test_grpc_tls.py runs serve-storage --host 0.0.0.0 "
     "--insecure on a SQLite file (the README's host is an example)",
 }
-# Test modules that only parse commands (they run nothing end to end).
-PARSE_ONLY = {"test_deployment.py", "test_deploy_recipes.py", Path(__file__).name}
+# README commands (as written, after ``python -m``) and the tests that run them end to end.
+_TINY_STUDY = "tests/hpo/test_hpo_service.py::test_tiny_study_end_to_end_on_embedded_sqlite"
+_NO_TEST_SPLIT = "tests/benchmark/test_no_test_split.py::test_study_refit_and_train_run_without_test_splits"
+_PROXY = "tests/hpo/test_grpc_storage.py::test_two_workers_through_the_proxy_on_sqlite"
+README_TESTS: dict[str, list[str]] = {
+    "admet.hpo run --study joint_sampling optimization.max_epochs=2 ensemble.n_members=2 "
+    "data.max_molecules=300 n_trials=4": [_TINY_STUDY, _NO_TEST_SPLIT],
+    "admet.hpo status": [_TINY_STUDY],
+    "admet.hpo best --export best.yaml": [_TINY_STUDY, _NO_TEST_SPLIT],
+    "admet.model train --config best.yaml --out runs/best": [
+        _NO_TEST_SPLIT,
+        "tests/model/test_ensemble.py::test_cli_train_predict_evaluate_ensemble",
+    ],
+    "admet.hpo refit --members 5 --max-epochs 60 --out runs/best": [_NO_TEST_SPLIT],
+    "admet.model predict --model runs/best --input new.csv --output preds.csv": [
+        "tests/hpo/test_refit.py::test_refit_best_trial_then_predict",
+        "tests/model/test_ensemble.py::test_cli_train_predict_evaluate_ensemble",
+    ],
+    "admet.hpo report --out report/": [_TINY_STUDY],
+    "admet.hpo sync-mlflow": [
+        "tests/hpo/test_hpo_service.py::test_mlflow_down_then_sync_creates_each_run_once"
+    ],
+    "admet.hpo dashboard": [
+        "tests/hpo/test_hpo_service.py::test_dashboard_serves_the_study_on_loopback",
+        "tests/hpo/test_dashboard_browser.py::test_dashboard_shows_the_trials_parity_plot_and_config_in_a_browser",
+    ],
+    "admet.hpo run --study joint_sampling --storage grpc://proxy.example:13000": [_PROXY],
+    "admet.hpo status --storage grpc://proxy.example:13000": [_PROXY],
+    "admet.config migrate configs/": [
+        "tests/config/test_config_migrate.py::test_migration_rewrites_preserving_comments_order_unknown_sections"
+    ],
+    "admet.config migrate configs/ --check": [
+        "tests/config/test_config_migrate.py::test_check_reports_files_needing_migration_and_writes_nothing"
+    ],
+    "admet.model train --config configs/ensemble_curriculum.yaml": [
+        "tests/config/test_legacy_configs.py::test_legacy_ensemble_trains_on_its_folds_and_predicts_test_and_blind"
+    ],
+    "admet.hpo run --study-file configs/1-hpo-single/hpo_chemprop.yaml": [
+        "tests/config/test_ray_tune.py::test_converted_study_runs_end_to_end"
+    ],
+}
 
 # Commands other than ``python -m admet.*``: where each is exercised (a key is the first
 # words of the command).
@@ -163,29 +207,103 @@ def test_admet_command_parses_with_exact_flags(command):
         assert flag in options, f"{command}: {flag} is not an option of {command.argv[3]} (abbreviated?)"
 
 
-def _test_sources() -> dict[Path, str]:
-    return {p: p.read_text() for p in TESTS.rglob("test_*.py") if p.name not in PARSE_ONLY}
+def _defs(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Its functions by name (``Class::method`` for a method), as pytest names them."""
+    out: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    out[f"{node.name}::{item.name}"] = item
+    return out
 
 
-def _runs_end_to_end(command: Command, sources: dict[Path, str]) -> list[Path]:
-    """Test modules that name the command's module and pass its subcommand and every flag
-    as literal arguments (a heuristic: ``"refit", "--members", "3"``)."""
+def _test_module(name: str) -> Path | None:
+    """The file of a test module imported by its bare name (tests/ is on sys.path)."""
+    found = sorted(TESTS.rglob(f"{name.rsplit('.', 1)[-1]}.py"))
+    return found[0] if found else None
+
+
+def _invoked_words(path: Path, name: str) -> set[str] | None:
+    """The string literals of test ``name`` in ``path`` and of every function it calls,
+    transitively, in its module or imported from another test module: the words of the
+    argv it can build. None when there is no such test."""
+    parsed: dict[Path, tuple[dict, dict]] = {}
+
+    def load(file: Path) -> tuple[dict, dict]:
+        if file not in parsed:
+            tree = ast.parse(file.read_text())
+            imported = {}
+            for node in tree.body:
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    source = _test_module(node.module)
+                    if source is not None and not node.module.startswith("admet"):
+                        imported |= {a.asname or a.name: (source, a.name) for a in node.names}
+            parsed[file] = (_defs(tree), imported)
+        return parsed[file]
+
+    defs, _ = load(path)
+    if name not in defs:
+        return None
+    words: set[str] = set()
+    todo, seen = [(path, defs[name])], set()
+    while todo:
+        file, fn = todo.pop()
+        if (file, fn.name, fn.lineno) in seen:
+            continue
+        seen.add((file, fn.name, fn.lineno))
+        file_defs, imported = load(file)
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                words.add(node.value)
+            elif isinstance(node, ast.Name) and node.id != fn.name:
+                if node.id in file_defs:
+                    todo.append((file, file_defs[node.id]))
+                elif node.id in imported:
+                    source, original = imported[node.id]
+                    target = load(source)[0].get(original)
+                    if target is not None:
+                        todo.append((source, target))
+    return words
+
+
+def _required_words(command: Command) -> list[str]:
+    """What a test's literals must hold to run the command: module, subcommand, flags and
+    each URL scheme the README passes."""
     module, sub, flags = _key(command.argv)
-    return [
-        path
-        for path, text in sources.items()
-        if module in text and f'"{sub}"' in text and all(f'"{f}"' in text for f in flags)
-    ]
+    schemes = [re.match(r"[a-z+]+://", a)[0] for a in command.argv[4:] if re.match(r"[a-z+]+://", a)]
+    return [module, sub, *flags, *schemes]
 
 
 @pytest.mark.parametrize("command", ADMET, ids=str)
-def test_admet_command_is_run_by_a_test_or_listed(command):
+def test_admet_command_is_run_by_its_tests_or_listed(command):
     listed = shlex.join(command.argv[2:])
     if listed in NOT_RUN_END_TO_END:
+        assert listed not in README_TESTS, f"{listed!r} is in both NOT_RUN_END_TO_END and README_TESTS"
         return
-    assert _runs_end_to_end(command, _test_sources()), (
-        f"{command}: no test runs it; run it in a test or add {listed!r} to NOT_RUN_END_TO_END"
+    assert README_TESTS.get(listed), (
+        f"{command}: name the tests that run it in README_TESTS, or add {listed!r} to NOT_RUN_END_TO_END"
     )
+    for node in README_TESTS[listed]:
+        file, _, name = node.partition("::")
+        path = ROOT / file
+        assert path.is_file(), f"{command}: {node}: no such test file"
+        words = _invoked_words(path, name.split("[")[0])
+        assert words is not None, f"{command}: {node}: no such test in {file}"
+        # a flag or word is a literal of its own; a URL scheme starts one (an f-string's text)
+        missing = [
+            w
+            for w in _required_words(command)
+            if w not in words and not ("://" in w and any(x.startswith(w) for x in words))
+        ]
+        assert not missing, f"{command}: {node} does not invoke it (no literal {missing})"
+
+
+def test_readme_tests_list_is_current():
+    written = {shlex.join(c.argv[2:]) for c in ADMET}
+    assert set(README_TESTS) <= written, set(README_TESTS) - written
 
 
 def test_not_run_list_is_current():
@@ -207,3 +325,11 @@ def test_other_command_is_exercised(command):
         assert any(argv[: len(command.argv)] == command.argv for argv in ci), (
             f"{command}: .ci/run does not run it"
         )
+
+
+def test_ci_runs_every_test_slow_ones_included():
+    """CONTRIBUTING's loop leaves out ``-m slow``; CI must not: its pytest has no marker filter."""
+    ci = [c.argv for c in shell_commands((ROOT / ".ci" / "run").read_text())]
+    pytest_runs = [argv for argv in ci if argv[:3] == ("python", "-m", "pytest")]
+    assert pytest_runs, ".ci/run runs no python -m pytest"
+    assert all("-m" not in argv[3:] and "-k" not in argv[3:] for argv in pytest_runs), pytest_runs

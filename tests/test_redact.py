@@ -36,6 +36,7 @@ def test_urls_without_secrets_are_unchanged():
         assert mask_url(url) == url
 
 
+@pytest.mark.slow
 def test_storage_error_and_cli_never_show_a_query_password(tmp_path):
     from admet.hpo.storage import open_storage
 

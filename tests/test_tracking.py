@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from admet.tracking import RunTracker
 
 
+@pytest.mark.slow
 def test_an_experiment_created_by_another_worker_meanwhile_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("ADMET_HOME", str(tmp_path))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -138,6 +138,7 @@ def test_chemprop_cli_variant_scores_the_same_strict_table(fang2023_raw, fang202
     assert (out / "figure.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_cells_from_other_processes_merge_into_one_table(fang2023_raw, fang2023_processed, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -169,6 +170,7 @@ def test_cells_from_other_processes_merge_into_one_table(fang2023_raw, fang2023_
         run_benchmark(CONFIG, [*TINY, "model.depth=3"], variants=["joint"], report_only=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_chemprop_cli_runs_without_its_console_script(tmp_path):
     from admet.benchmark.fang2023 import _chemprop_cli
 

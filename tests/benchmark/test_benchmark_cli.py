@@ -73,6 +73,7 @@ def test_benchmark_rejects_unknown_variant_and_protocol(fang2023_raw):
         run_benchmark("x.yaml", protocol="loose", raw=fang2023_raw)
 
 
+@pytest.mark.slow
 def test_console_script_dispatches_to_areas():
     exe = shutil.which("admet", path=str(project_root() / ".venv" / "bin")) or shutil.which("admet")
     cmd = [exe] if exe else [sys.executable, "-m", "admet.cli"]

@@ -85,6 +85,7 @@ def test_tuned_config_substitutes_the_branched_head_and_says_so():
     assert plain.model.ffn_type == "regression" and head_substitution(plain) is None
 
 
+@pytest.mark.slow
 def test_hpopt_variant_without_ray_fails_at_once_in_one_line(tmp_path):
     code = (
         "import sys; sys.modules['ray'] = None; sys.modules['hyperopt'] = None\n"

@@ -219,6 +219,7 @@ def test_predefined_folds_follow_splits_and_folds_and_skip_incomplete_folders(le
         predefined_folds(cfg)
 
 
+@pytest.mark.slow
 def test_legacy_ensemble_trains_on_its_folds_and_predicts_test_and_blind(legacy_home):
     proc = _cli("admet.model", "train", "--config", "configs/ensemble_curriculum.yaml", cwd=legacy_home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -243,6 +244,7 @@ def test_legacy_ensemble_trains_on_its_folds_and_predicts_test_and_blind(legacy_
             assert member[task]["n"] == val[task].notna().sum()
 
 
+@pytest.mark.slow
 def test_legacy_single_moe_model_trains_with_its_fixed_validation_table(legacy_home):
     proc = _cli("admet.model", "train", "--config", "configs/single_moe.yaml", cwd=legacy_home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -263,6 +265,7 @@ def test_the_originals_later_ray_section_and_mlflow_run_keys(legacy_home):
     assert {"ray.num_cpus", "ray.num_gpus", "mlflow.run_id", "mlflow.parent_run_id"} <= ignored
 
 
+@pytest.mark.slow
 def test_every_migrated_run_config_whose_data_exists_trains(legacy_home):
     from admet.model.__main__ import main as model_cli
 

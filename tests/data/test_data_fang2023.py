@@ -66,12 +66,14 @@ def test_train_table_layout_and_strict_exclusions(fang2023_processed: Path):
         assert set(excl.loc[excl.Endpoint == e, "SMILES"]) == test & train
 
 
+@pytest.mark.slow
 def test_prepare_is_byte_identical(fang2023_raw: Path, fang2023_processed: Path, tmp_path: Path):
     fang2023.prepare(raw=fang2023_raw, out=tmp_path, progress=False)
     for f in sorted(fang2023_processed.iterdir()):
         assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f.name
 
 
+@pytest.mark.slow
 def test_low_tier_augmentation_converts_units(fang2023_raw: Path, tmp_path: Path):
     summary = fang2023.prepare(raw=fang2023_raw, out=tmp_path, augment=["low"], progress=False)
     assert summary["rows_by_quality"]["low"] > 2000
@@ -91,6 +93,7 @@ def _copy_raw(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_checksum_mismatch_is_clear_and_writes_nothing(fang2023_raw: Path, tmp_path: Path):
     raw = _copy_raw(fang2023_raw, tmp_path / "raw")
     with (raw / "splits" / "ADME_Sol_test.csv").open("a") as fh:
@@ -103,6 +106,7 @@ def test_checksum_mismatch_is_clear_and_writes_nothing(fang2023_raw: Path, tmp_p
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_missing_raw_folder_is_a_one_line_error(tmp_path: Path):
     proc = _run_cli(
         "prepare",
@@ -181,6 +185,7 @@ def test_fetch_without_network_fails_fast_and_says_where_to_put_files(tmp_path):
     assert time.monotonic() - start < 10
 
 
+@pytest.mark.slow
 def test_fetch_cli_downloads_every_raw_file_from_a_local_mirror(http_root, fang2023_raw, tmp_path):
     root, base = http_root
     for rel in fang2023.RAW_FILES:

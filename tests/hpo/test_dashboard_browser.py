@@ -44,6 +44,7 @@ def finished_study(synthetic_csv, tmp_path: Path) -> tuple[Path, str, dict[str, 
     return tmp_path, storage, env
 
 
+@pytest.mark.slow
 def test_dashboard_shows_the_trials_parity_plot_and_config_in_a_browser(finished_study):
     require(Path(CHROMIUM).is_file(), "Debian's chromium is not installed (apt-get install chromium)")
     home, storage, env = finished_study
@@ -95,6 +96,7 @@ def test_dashboard_shows_the_trials_parity_plot_and_config_in_a_browser(finished
         dashboard.wait(timeout=20)
 
 
+@pytest.mark.slow
 def test_report_pages_open_without_internet(finished_study):
     home, storage, env = finished_study
     proc = hpo(home, "report", "--storage", storage, "--out", str(home / "report"), **env)

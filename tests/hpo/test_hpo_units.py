@@ -21,6 +21,7 @@ from admet.hpo.storage._retry import retrying
 from admet.model.model import ChempropModel
 
 
+@pytest.mark.slow
 def test_pruning_callback_reports_each_epochs_own_value(synthetic_csv):
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     trial = study.ask()
@@ -34,6 +35,7 @@ def test_pruning_callback_reports_each_epochs_own_value(synthetic_csv):
     assert reported == pytest.approx([row["val/mae_macro"] for row in model.history])
 
 
+@pytest.mark.slow
 def test_pruning_callback_prunes_when_the_pruner_says_so(synthetic_csv):
     class Always(optuna.pruners.BasePruner):
         def prune(self, study, trial):
@@ -47,6 +49,7 @@ def test_pruning_callback_prunes_when_the_pruner_says_so(synthetic_csv):
         model.fit(data.subset(tr), data.subset(va), callbacks=[TrialPruningCallback(study.ask())])
 
 
+@pytest.mark.slow
 def test_stacked_members_report_and_prune_like_one_by_one(synthetic_csv):
     """With ``ensemble.batched`` the trial hears member 0's epochs, as from the callback,
     and a prune ends the stacked fit."""
@@ -162,6 +165,7 @@ def test_a_trial_that_lost_the_budget_race_is_logged_in_one_line_without_traceba
     assert "Traceback" in bug and "a real bug" in bug  # other failures keep theirs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batched", [False, True])
 def test_worker_says_which_member_and_epoch_a_trial_is_on(synthetic_csv, tmp_path, caplog, batched):
     """Off a terminal, the worker logs one status line per member epoch from the trial's

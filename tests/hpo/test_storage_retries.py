@@ -305,6 +305,7 @@ def test_stale_fail_that_never_landed_spares_a_trial_whose_worker_is_back(url, s
     assert _states(study) == ["RUNNING"], "a live trial is not failed on the strength of a lost attempt"
 
 
+@pytest.mark.slow
 def test_staleness_is_judged_a_grace_period_after_the_database_is_back(url, study_name, monkeypatch):
     # a grace period (5 s) long enough that the checks right after the outage cannot run
     # past it on a loaded machine
@@ -323,6 +324,7 @@ def test_staleness_is_judged_a_grace_period_after_the_database_is_back(url, stud
     assert _states(study) == ["FAIL", "WAITING"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("copy_landed", [False, True])
 def test_retry_callback_cut_short_by_a_long_outage_queues_one_copy(url, study_name, monkeypatch, copy_landed):
     study, storage = _stale_trial(url, study_name, monkeypatch)
@@ -395,9 +397,7 @@ def test_only_writes_that_are_safe_to_repeat_are_retried_as_they_are():
         "upgrade",
     }
     writes = {
-        n
-        for n in rdb_module._RETRIED
-        if not n.startswith(("get_", "_get_")) and n not in ("remove_session",)
+        n for n in rdb_module._RETRIED if not n.startswith(("get_", "_get_")) and n not in ("remove_session",)
     }
     assert writes == idempotent, "a new write of Optuna's: is it safe to repeat?"
     assert RDBStorage.create_new_trial is ResilientRDBStorage.create_new_trial

@@ -70,6 +70,7 @@ def test_budget_races_do_not_count_as_failures():
     assert failure_streak([*real[:-1], _trial("w", TrialState.COMPLETE)], "w") == []
 
 
+@pytest.mark.slow
 def test_pruned_trial_is_mirrored_without_an_objective_value(tmp_path):
     from mlflow import MlflowClient
 

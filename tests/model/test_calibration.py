@@ -143,6 +143,7 @@ def ensemble(synthetic_csv):
     return ChempropEnsemble(cfg).fit()
 
 
+@pytest.mark.slow
 def test_ensemble_is_calibrated_on_its_out_of_fold_predictions(ensemble, synthetic_csv, tmp_path):
     assert set(ensemble.calibration.tasks) == {"logP", "TPSA", "MW"}
     labels = load_training_data(ensemble.config).label_counts()
@@ -162,6 +163,7 @@ def test_ensemble_is_calibrated_on_its_out_of_fold_predictions(ensemble, synthet
     pd.testing.assert_frame_equal(again.predict(smiles), out)
 
 
+@pytest.mark.slow
 def test_evaluate_reports_uncertainty_metrics_calibrated_and_raw(ensemble, synthetic_csv):
     metrics = ensemble.evaluate(pd.read_csv(synthetic_csv))
     for key in ("nll", "miscalibration_area", "coverage90", "spearman_err_std"):
@@ -169,6 +171,7 @@ def test_evaluate_reports_uncertainty_metrics_calibrated_and_raw(ensemble, synth
         assert key in metrics["macro"]
 
 
+@pytest.mark.slow
 def test_single_model_predicts_intervals_from_its_validation_residuals(synthetic_csv):
     model = ChempropModel.from_config({}, tiny_overrides(synthetic_csv))
     data = load_training_data(model.config)

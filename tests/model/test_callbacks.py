@@ -30,6 +30,7 @@ class _Regressor(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
+@pytest.mark.slow
 def test_callback_advances_phase_logs_and_resets_early_stopping(tmp_path):
     state = CurriculumState(["high", "low"], patience=1)
     data = DataLoader(TensorDataset(torch.ones(4, 1), torch.ones(4, 1)), batch_size=2)

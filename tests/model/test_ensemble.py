@@ -33,6 +33,7 @@ def fitted(synthetic_csv, tmp_path_factory):
     return ens.fit(checkpoint_dir=ckpt), ckpt
 
 
+@pytest.mark.slow
 def test_members_train_on_their_folds_with_distinct_seeds(fitted, synthetic_csv):
     ens, _ = fitted
     assert len(ens.members) == 2
@@ -59,6 +60,7 @@ def test_members_train_on_their_folds_with_distinct_seeds(fitted, synthetic_csv)
     assert 0 < ens.evaluation_seconds < ens.fit_seconds - sum(m.fit_seconds for m in ens.members) + 1e-3
 
 
+@pytest.mark.slow
 def test_prediction_is_member_mean_with_std(fitted):
     ens, _ = fitted
     smiles = ["c1ccccc1O", "Cc1ccccc1"]
@@ -90,6 +92,7 @@ def test_prediction_is_member_mean_with_std(fitted):
     np.testing.assert_array_equal(ens.members[0].predict_canonical(canon), stack[0])
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(fitted, tmp_path):
     ens, _ = fitted
     ens.save(tmp_path / "ens")
@@ -98,6 +101,7 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert loaded.cv_score == pytest.approx(ens.cv_score)
 
 
+@pytest.mark.slow
 def test_finished_members_are_reused_not_retrained(fitted, synthetic_csv):
     ens, ckpt = fitted
     again = _ensemble(synthetic_csv).fit(checkpoint_dir=ckpt)
@@ -107,6 +111,7 @@ def test_finished_members_are_reused_not_retrained(fitted, synthetic_csv):
     assert changed.reused_members == []  # a different config never reuses a member
 
 
+@pytest.mark.slow
 def test_featurisation_is_shared_by_members(synthetic_csv, monkeypatch):
     cache = FeaturizationCache()
     monkeypatch.setattr(ensemble_module, "default_cache", lambda _dir=None: cache)
@@ -120,6 +125,7 @@ def test_featurisation_is_shared_by_members(synthetic_csv, monkeypatch):
     assert cache.misses == n_unique
 
 
+@pytest.mark.slow
 def test_parallel_members_match_sequential(synthetic_csv, fitted):
     seq = _ensemble(synthetic_csv, ensemble__batched=False).fit()
     par = _ensemble(synthetic_csv, ensemble__batched=False, ensemble__n_jobs=2).fit()
@@ -128,6 +134,7 @@ def test_parallel_members_match_sequential(synthetic_csv, fitted):
     assert ens.cv_score == pytest.approx(seq.cv_score, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_mlflow_parent_and_nested_member_runs_in_local_store(synthetic_csv, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
@@ -158,6 +165,7 @@ def test_mlflow_parent_and_nested_member_runs_in_local_store(synthetic_csv, tmp_
     assert "sampler_stats.csv" in {a.path for a in client.list_artifacts(child.info.run_id)}
 
 
+@pytest.mark.slow
 def test_mlflow_unreachable_never_loses_the_model(synthetic_csv, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         ens = _ensemble(synthetic_csv, mlflow__enabled=True, mlflow__tracking_uri="http://127.0.0.1:9").fit(
@@ -174,6 +182,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow
 def test_cli_train_predict_evaluate_ensemble(synthetic_csv, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("ensemble:\n  n_members: 2\n  split: random\n")
@@ -209,6 +218,7 @@ def test_cli_train_predict_evaluate_ensemble(synthetic_csv, tmp_path):
     assert set(table.index) == {"logP", "TPSA", "MW", "macro"} and table.loc["logP", "n"] == 222
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -55,6 +55,7 @@ def test_bond_message_passing_matches_chemprop(bmg, undirected, bias, dropout, d
         torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_written_out_backward_pass_is_the_gradient(bmg):
     """Finite differences in float64 agree with the backward pass of every weight."""
     fdim = default_cache().featurizer
@@ -87,6 +88,7 @@ def test_aggregations_match_chemprop(bmg, name):
     assert torch.autograd.gradcheck(lambda X: ours(X, bmg.batch, len(bmg)), (H64,))
 
 
+@pytest.mark.slow
 def test_grouped_steps_train_exactly_like_single_steps(synthetic_csv, monkeypatch):
     def fit(group: int) -> np.ndarray:
         monkeypatch.setattr(model_module, "STEPS_PER_LOADER_ITEM", group)

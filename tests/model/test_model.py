@@ -29,6 +29,7 @@ def trained(synthetic_csv):
     return _fit(synthetic_csv)
 
 
+@pytest.mark.slow
 def test_training_records_history_sampler_stats_and_quality_metrics(trained):
     model, _, val = trained
     assert model.epochs_trained == 3
@@ -54,6 +55,7 @@ def test_training_records_history_sampler_stats_and_quality_metrics(trained):
     assert model.best_score == pytest.approx(_macro_mae(model.predict_array(val.smiles), val.Y), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_deterministic_on_cpu(synthetic_csv, trained):
     model, _, val = trained
     again, _, _ = _fit(synthetic_csv)
@@ -62,6 +64,7 @@ def test_deterministic_on_cpu(synthetic_csv, trained):
     assert not np.array_equal(model.predict_array(val.smiles), different.predict_array(val.smiles))
 
 
+@pytest.mark.slow
 def test_a_fit_takes_the_startup_heap_out_of_garbage_collection_once(trained):
     # the module's fixture has fitted: what was alive then is frozen, and stays so
     frozen = gc.get_freeze_count()
@@ -72,6 +75,7 @@ def test_a_fit_takes_the_startup_heap_out_of_garbage_collection_once(trained):
     assert gc.get_freeze_count() == frozen
 
 
+@pytest.mark.slow
 def test_steps_skip_lightnings_empty_wrappers_yet_count_and_train_as_through_them(synthetic_csv, trained):
     class Steps(Callback):
         """Counts what Lightning's wrappers would report (never through on_before_*)."""
@@ -111,6 +115,7 @@ def test_steps_skip_lightnings_empty_wrappers_yet_count_and_train_as_through_the
     np.testing.assert_array_equal(model.predict_array(val.smiles), fast.predict_array(val.smiles))
 
 
+@pytest.mark.slow
 def test_training_skips_the_nan_fill_of_deterministic_mode_and_restores_it(synthetic_csv):
     class Flags(Callback):
         def on_train_batch_start(self, *args) -> None:
@@ -128,6 +133,7 @@ def test_training_skips_the_nan_fill_of_deterministic_mode_and_restores_it(synth
     assert flags.fill_uninitialized_memory is before
 
 
+@pytest.mark.slow
 def test_save_load_reproduces_predictions_exactly(trained, tmp_path):
     model, _, val = trained
     model.save(tmp_path / "m")
@@ -138,6 +144,7 @@ def test_save_load_reproduces_predictions_exactly(trained, tmp_path):
     assert loaded.config == model.config and loaded.best_epoch == model.best_epoch
 
 
+@pytest.mark.slow
 def test_predict_and_evaluate(trained):
     model, _, val = trained
     frame = model.predict(val.smiles[:4])
@@ -171,6 +178,7 @@ def test_sampler_priority(synthetic_csv):
     assert plain.build_sampler(data) is None
 
 
+@pytest.mark.slow
 def test_plain_shuffle_and_multiplicative_train(synthetic_csv):
     for extra in (
         {"joint_sampling__enabled": False, "joint_sampling__curriculum__enabled": False},
@@ -187,6 +195,7 @@ class _PoisonWeights(Callback):
                 p.fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_nan_training_raises_diverged(synthetic_csv):
     model = ChempropModel.from_config({}, tiny_overrides(synthetic_csv, optimization__max_epochs=2))
     data = load_training_data(model.config)
@@ -207,6 +216,7 @@ def test_metrics_against_hand_computation():
     assert macro["mae"] == pytest.approx(0.25) and macro["n"] == 6
 
 
+@pytest.mark.slow
 def test_single_model_with_mlflow_logs_every_epochs_sampler_statistics(synthetic_csv, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 

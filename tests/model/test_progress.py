@@ -49,6 +49,7 @@ def test_fit_progress_text():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batched", [True, False])
 def test_ensemble_fit_reports_every_member_epoch(synthetic_csv, batched):
     """Off a terminal: one line per member epoch from the start, then one result line per

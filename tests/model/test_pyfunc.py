@@ -65,6 +65,7 @@ def test_prediction_frame_forwards_the_models_columns_in_order():
     np.testing.assert_array_equal(out["b_pred"], [0.0, 1.0])
 
 
+@pytest.mark.slow
 def test_registered_model_loads_in_a_fresh_process(registered, tmp_path):
     ens, _, env, _ = registered
     script = f"""
@@ -97,6 +98,7 @@ print(json.dumps({{"columns": list(out.columns), "values": out.to_numpy().tolist
     assert got["code"] is not None and got["code"].endswith("pyfunc_code.py")
 
 
+@pytest.mark.slow
 def test_mlflow_models_predict_cli(registered, tmp_path):
     ens, _, env, _ = registered
     pd.DataFrame({"SMILES": SMILES}).to_csv(tmp_path / "in.csv", index=False)
@@ -110,6 +112,7 @@ def test_mlflow_models_predict_cli(registered, tmp_path):
     np.testing.assert_allclose(got.to_numpy(dtype=float), expected.to_numpy(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_pyfunc_and_python_api_predict_the_same_columns(registered, tmp_path, monkeypatch):
     """One vocabulary: ``python -m admet.model predict`` appends to its input exactly the
     columns the MLflow pyfunc model and ``ChempropEnsemble.predict`` return, with the same
@@ -133,6 +136,7 @@ def test_cli_pyfunc_and_python_api_predict_the_same_columns(registered, tmp_path
         np.testing.assert_allclose(frame.to_numpy(dtype=float), from_api.to_numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_missing_smiles_column_is_a_one_line_error(registered):
     import mlflow
 
@@ -153,6 +157,7 @@ def test_missing_smiles_column_is_a_one_line_error(registered):
     assert "model" in artifacts  # the raw model folder is still logged
 
 
+@pytest.mark.slow
 def test_a_failed_pyfunc_logging_only_warns(registered, monkeypatch, caplog):
     from admet.model import pyfunc
     from admet.tracking import RunTracker
@@ -170,6 +175,7 @@ def test_a_failed_pyfunc_logging_only_warns(registered, monkeypatch, caplog):
     assert tracker.enabled  # the rest of the run is still tracked
 
 
+@pytest.mark.slow
 def test_a_single_model_fit_logs_its_pyfunc_too(synthetic_csv, tmp_path, monkeypatch):
     import mlflow
 

@@ -22,6 +22,7 @@ def _ensemble(csv: Path, n: int = 2, **extra) -> ChempropEnsemble:
     )
 
 
+@pytest.mark.slow
 def test_batched_members_train_like_their_own_fits(synthetic_csv, tmp_path):
     separate = _ensemble(synthetic_csv).fit()
     batched = _ensemble(synthetic_csv, ensemble__batched=True).fit(checkpoint_dir=tmp_path / "ckpt")
@@ -46,6 +47,7 @@ def test_batched_members_train_like_their_own_fits(synthetic_csv, tmp_path):
     assert again.reused_members == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_member_that_stops_keeps_its_best_weights_while_the_others_train_on(synthetic_csv, monkeypatch):
     real_validate = stacked_fit._validate
 
@@ -69,6 +71,7 @@ def test_a_member_that_stops_keeps_its_best_weights_while_the_others_train_on(sy
     assert first.history[1]["real"] != pytest.approx(first.history[0]["real"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_an_architecture_it_cannot_stack_trains_one_by_one(synthetic_csv, caplog):
     ens = _ensemble(
         synthetic_csv, ensemble__batched=True, model__activation="tanh", optimization__max_epochs=1
@@ -79,6 +82,7 @@ def test_an_architecture_it_cannot_stack_trains_one_by_one(synthetic_csv, caplog
     assert len(ens.members) == 2 and np.isfinite(ens.cv_score)
 
 
+@pytest.mark.slow
 def test_members_finished_before_a_kill_are_reused(synthetic_csv, monkeypatch, tmp_path):
     """A member saved when it stopped survives a fit that dies later; the next fit with
     the same checkpoint folder reuses it and trains only the others (stacked again)."""

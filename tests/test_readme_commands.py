@@ -85,8 +85,14 @@ README_TESTS: dict[str, list[str]] = {
 # Commands other than ``python -m admet.*``: where each is exercised (a key is the first
 # words of the command).
 OTHER_COMMANDS: dict[str, str] = {
-    'pip install torch==2.13.0 -e ".[dev]"': ".ci/run",
-    "python -m pytest": ".ci/run",
+    "make install": ".ci/run",
+    "make test": ".ci/run",
+    "make run": "Makefile: the target runs the README's main job, "
+    "python -m admet.hpo run --study joint_sampling (not run: the full study takes hours)",
+    "python3 -m venv .venv": "Makefile: the install target makes the env (.ci/run: make install)",
+    ". .venv/bin/activate": "Makefile: its targets call .venv/bin/python instead",
+    'pip install torch==2.13.0 -e ".[dev]"': "Makefile: the install target (.ci/run: make install)",
+    "python -m pytest": "Makefile: the test target (.ci/run: make test)",
     "export": "sets the environment of the commands that follow",
     "createdb": "not run: an administrator's step on the database host (the tests create "
     "their databases with SQL)",
@@ -320,6 +326,18 @@ def test_other_command_is_exercised(command):
         if text == k or text.startswith(k + " ") or shlex.split(k) == list(command.argv)
     ]
     assert matches, f"{command}: say in OTHER_COMMANDS which CI step or test runs it"
+    if OTHER_COMMANDS[matches[0]].startswith("Makefile:") and command.argv[0] not in ("make", "."):
+        recipes = [
+            tuple(shlex.split(part))
+            for line in (ROOT / "Makefile").read_text().splitlines()
+            if line.startswith("\t")
+            for part in re.split(
+                r"\|\||&&",
+                line.replace("$(VENV)/bin/", "").replace("$(VENV)", ".venv").replace("$(PYTHON)", "python3"),
+            )
+        ]
+        n = len(command.argv)
+        assert any(r[:n] == command.argv for r in recipes), f"{command}: the Makefile does not run it"
     if OTHER_COMMANDS[matches[0]] == ".ci/run":
         ci = [c.argv for c in shell_commands((ROOT / ".ci" / "run").read_text())]
         assert any(argv[: len(command.argv)] == command.argv for argv in ci), (
@@ -328,8 +346,18 @@ def test_other_command_is_exercised(command):
 
 
 def test_ci_runs_every_test_slow_ones_included():
-    """CONTRIBUTING's loop leaves out ``-m slow``; CI must not: its pytest has no marker filter."""
+    """CONTRIBUTING's loop leaves out ``-m slow``; CI must not: ``make test`` without ARGS,
+    whose recipe is a plain ``python -m pytest``."""
     ci = [c.argv for c in shell_commands((ROOT / ".ci" / "run").read_text())]
-    pytest_runs = [argv for argv in ci if argv[:3] == ("python", "-m", "pytest")]
-    assert pytest_runs, ".ci/run runs no python -m pytest"
-    assert all("-m" not in argv[3:] and "-k" not in argv[3:] for argv in pytest_runs), pytest_runs
+    test_runs = [argv for argv in ci if argv[:2] == ("make", "test")]
+    assert test_runs, ".ci/run runs no make test"
+    assert all(not any(a.startswith("ARGS=") for a in argv) for argv in test_runs), test_runs
+    recipe = (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "$(VENV)/bin/python -m pytest $(ARGS)" in recipe, recipe
+
+
+def test_make_run_is_the_readme_main_job():
+    """``make run`` (quick start step 2) is the study command the manual steps give."""
+    recipe = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "$(VENV)/bin/python -m admet.hpo run --study joint_sampling $(ARGS)" in recipe
+    assert any(c.argv == ("python", "-m", "admet.hpo", "run", "--study", "joint_sampling") for c in ADMET)

@@ -12,20 +12,20 @@ an error.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, is_dataclass
+from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from admet.config.keys import get_dotted, schema_fields, set_dotted, unknown_key
 from admet.config.legacy import apply_legacy, translate_legacy
 from admet.config.phases import CurriculumPhaseConfig
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS
@@ -88,44 +88,13 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data[a][b] = value`` for ``key = "a.b"``, creating sections as needed."""
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def get_dotted(node: Any, key: str) -> Any:
-    """The value of ``key = "a.b"`` in nested mappings or dataclasses (None when absent): the
-    one dotted-key reader, beside :func:`set_dotted`."""
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else getattr(node, part, None)
-        if node is None:
-            return None
-    return node
-
-
-def _schema_keys(schema: type) -> dict[str, Any]:
-    hints = get_type_hints(schema)
-    return {f.name: hints[f.name] for f in fields(schema)}
-
-
 def _check_keys(data: Mapping[str, Any], schema: type, prefix: str = "") -> None:
     """Unknown keys are an error naming the full key and suggesting the closest valid one."""
-    known = _schema_keys(schema)
+    known = schema_fields(schema)
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
-            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
-            valid = ", ".join(sorted(known))
-            raise ConfigError(f"unknown config key {path!r}{hint} (valid here: {valid})")
+            raise unknown_key(path, known, prefix)
         sub = known[key]
         if is_dataclass(sub) and isinstance(sub, type):
             if value is None:

@@ -223,3 +223,14 @@ def test_config_hash_of_a_known_config_never_changes():
 
     assert config_hash(load_config({"ensemble": {"n_members": 3}})) == "1bf75fc9e806e326"
     assert config_hash(load_config(*PINNED_HASH_CONFIG)) == "8e1953a597a05f94"
+
+
+def test_a_trial_config_is_the_base_config_with_the_sampled_values_hashed_like_its_dict():
+    from admet.config import config_hash, config_to_dict
+
+    base = load_config(*PINNED_HASH_CONFIG)
+    cfg = load_config(base, {"model.depth": 3, "joint_sampling.task_oversampling.alpha": 0.25})
+    assert (cfg.model.depth, cfg.joint_sampling.task_oversampling.alpha, base.model.depth) == (3, 0.25, 4)
+    assert config_hash(config_to_dict(base)) == config_hash(base) == "8e1953a597a05f94"
+    with pytest.raises(ConfigError, match=r"did you mean 'model\.depth'"):
+        load_config(base, {"model.dpeth": 3})

@@ -12,12 +12,14 @@ an error.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from admet.paths import home
 
 __all__ = [
     "apply_legacy",
+    "config_hash",
     "config_to_dict",
     "get_dotted",
     "load_config",
@@ -204,13 +207,19 @@ def _validate(cfg: ChempropConfig) -> None:
 
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | ChempropConfig,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str] | Mapping[str, Any] = (),
 ) -> ChempropConfig:
-    """A validated run config (:class:`ChempropConfig` or :class:`EnsembleConfig`).
+    """A validated run config (:class:`ChempropConfig` or :class:`EnsembleConfig`): the
+    one way a config is built and changed. The CLI's ``--config`` with ``key=value``
+    arguments, a study's base config, each trial's config (the base config plus the
+    sampled values), refit and the benchmark all come through here, so a config is
+    checked the same way, once, whoever builds it.
 
     Args:
-        source: a YAML file, a mapping, or an existing config object.
-        overrides: ``key=value`` strings applied on top (YAML-typed values).
+        source: a YAML file, a mapping, or an existing config object (which is not
+            changed; the result is a new object).
+        overrides: applied on top, in order: ``key=value`` strings (YAML-typed values), or
+            a mapping ``{dotted key: value}`` such as a trial's sampled parameters.
 
     Raises:
         ConfigError: unreadable file, unknown key (with a suggestion), a wrong type, a
@@ -237,7 +246,8 @@ def load_config(
     else:
         raw = read_yaml(source)
         where = str(source)
-    for key, value in parse_overrides(overrides):
+    items = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    for key, value in items:
         set_dotted(raw, key, value)
     raw, notes = apply_legacy(raw, where)
     for note in notes:
@@ -272,8 +282,24 @@ def _resolve_dir(path: str) -> Path:
 
 
 def config_to_dict(cfg: ChempropConfig) -> dict[str, Any]:
-    """A plain nested dict of ``cfg`` (for YAML, MLflow params and Optuna attributes)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    """A plain nested dict of ``cfg`` (for YAML, MLflow params and Optuna attributes).
+
+    A plain copy of the dataclasses' fields: ``cfg`` was validated when
+    :func:`load_config` built it, so it is not checked (nor converted) again here."""
+    return asdict(cfg)
+
+
+def config_hash(cfg: ChempropConfig | Mapping[str, Any]) -> str:
+    """A short stable hash of a run config (16 hex digits of a SHA-256 of its JSON with
+    sorted keys); a config's dict from :func:`config_to_dict` gives the same value.
+
+    An HPO trial's finished members are cached on disk under it, so that the retry of a
+    killed trial reuses them: the value of a given config must never change (a test pins
+    two).
+    """
+    tree = cfg if isinstance(cfg, Mapping) else config_to_dict(cfg)
+    payload = json.dumps(tree, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def save_config(cfg: ChempropConfig, path: str | os.PathLike[str]) -> Path:

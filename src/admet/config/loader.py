@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 import re
 import warnings
@@ -35,6 +34,9 @@ from admet.config.schema import (
     COMPOSITION_MODES,
     ChempropConfig,
     EnsembleConfig,
+    InvalidValue,
+    check_num_samples,
+    check_task_alpha,
     schema_for,
 )
 from admet.errors import ConfigError, LegacyConfigWarning
@@ -116,10 +118,14 @@ def _validate(cfg: ChempropConfig) -> None:
             f"joint_sampling.composition_mode: unknown mode {js.composition_mode!r}; valid: "
             f"{', '.join(COMPOSITION_MODES)}"
         )
-    if not math.isfinite(js.task_oversampling.alpha):
-        raise ConfigError("joint_sampling.task_oversampling.alpha must be a finite number")
-    if js.num_samples is not None and js.num_samples <= 0:
-        raise ConfigError(f"joint_sampling.num_samples must be positive, got {js.num_samples}")
+    try:
+        check_task_alpha(js.task_oversampling.alpha)
+    except InvalidValue:
+        raise ConfigError("joint_sampling.task_oversampling.alpha must be a finite number") from None
+    try:
+        check_num_samples(js.num_samples)
+    except InvalidValue as exc:
+        raise ConfigError(f"joint_sampling.num_samples {exc}") from None
     if js.sampler is not None:
         SAMPLERS.check(js.sampler)
     if cur.enabled and not js.enabled:

@@ -348,17 +348,18 @@ def load_study_spec(study: str, overrides: Sequence[str] = ()) -> StudySpec:
             raise ConfigError(f"{where}: missing required key {required!r}")
     raw = copy.deepcopy(raw)
     config_overrides: list[str] = []
+    fixed: set[str] = set()  # run-config keys the overrides set, searched no more
     for item, (key, value) in zip(overrides, parse_overrides(overrides), strict=True):
         if key in _OVERRIDABLE:
             raw[key] = value
         elif key in _STUDY_KEYS:
             raise ConfigError(f"study key {key!r} cannot be overridden on the command line")
         else:
-            config_overrides.append(item)
+            config_overrides.append(item)  # applied by load_config with the base config
+            fixed.add(key)
     space_raw = raw.pop("search_space")
     if not isinstance(space_raw, Mapping) or not space_raw:
         raise ConfigError(f"{where}: search_space must be a non-empty mapping")
-    fixed = {k.split("=", 1)[0] for k in config_overrides}
     space = {k: _param(str(k), v, where) for k, v in space_raw.items() if k not in fixed}
     for p in space.values():
         for cond_key, _ in p.condition:

@@ -10,6 +10,7 @@ import pytest
 LIGHT = [
     "admet.interrupt",
     "admet.config",
+    "admet.config.keys",
     "admet.config.loader",
     "admet.config.phases",
     "admet.config.registry",

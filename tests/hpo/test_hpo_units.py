@@ -201,3 +201,40 @@ def test_worker_says_which_member_and_epoch_a_trial_is_on(synthetic_csv, tmp_pat
     # member 0's epochs reached the pruner, stacked or not
     assert sorted(trial.intermediate_values) == list(range(len(trial.intermediate_values)))
     assert len(trial.intermediate_values) >= 1
+
+
+# Finished members are cached on disk under config_hash: its value for a given config
+# must never change, or a retried trial retrains members it already has. These values
+# are what the code gave before the config was built once per trial.
+PINNED_HASH_CONFIG = (
+    {
+        "ensemble": {"n_members": 2, "n_folds": 3},
+        "data": {"target_cols": ["HLM", "Sol"], "max_molecules": 40},
+    },
+    [
+        "model.depth=4",
+        "optimization.init_lr=1",
+        "joint_sampling.enabled=true",
+        "joint_sampling.curriculum.enabled=true",
+        "joint_sampling.curriculum.phase_proportions={warmup: [0.8, 0.15, 0.05], expand: [0.6, 0.3, 0.1],"
+        " robust: [0.5, 0.3, 0.2], polish: [0.7, 0.2, 0.1]}",
+    ],
+)
+
+
+def test_config_hash_of_a_known_config_never_changes():
+    from admet.hpo.objective import config_hash
+
+    assert config_hash(load_config({"ensemble": {"n_members": 3}})) == "1bf75fc9e806e326"
+    assert config_hash(load_config(*PINNED_HASH_CONFIG)) == "8e1953a597a05f94"
+
+
+def test_a_trial_config_is_the_base_config_with_the_sampled_values_hashed_like_its_dict():
+    from admet.config import config_hash, config_to_dict
+
+    base = load_config(*PINNED_HASH_CONFIG)
+    cfg = load_config(base, {"model.depth": 3, "joint_sampling.task_oversampling.alpha": 0.25})
+    assert (cfg.model.depth, cfg.joint_sampling.task_oversampling.alpha, base.model.depth) == (3, 0.25, 4)
+    assert config_hash(config_to_dict(base)) == config_hash(base) == "8e1953a597a05f94"
+    with pytest.raises(ConfigError, match=r"did you mean 'model\.depth'"):
+        load_config(base, {"model.dpeth": 3})

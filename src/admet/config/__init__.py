@@ -12,6 +12,7 @@ Example:
 
 from admet.config.loader import (
     apply_legacy,
+    config_hash,
     config_to_dict,
     get_dotted,
     load_config,
@@ -50,6 +51,7 @@ __all__ = [
     "OptimizationConfig",
     "TaskOversamplingConfig",
     "apply_legacy",
+    "config_hash",
     "config_to_dict",
     "get_dotted",
     "load_config",

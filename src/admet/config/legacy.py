@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from admet.config.keys import get_dotted
 from admet.config.registry import REGISTRIES
 from admet.errors import ConfigError
 
@@ -81,12 +82,8 @@ NO_EFFECT = {
 
 
 def _get(data: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
-    node: Any = data
-    for key in keys:
-        if not isinstance(node, Mapping) or key not in node:
-            return default
-        node = node[key]
-    return node
+    """``data[k1][k2]...`` or ``default`` when absent (:func:`admet.config.keys.get_dotted`)."""
+    return get_dotted(data, keys, default)
 
 
 def _section(parent: Any, key: str, after: str | None = None) -> Any:

@@ -12,20 +12,21 @@ an error.
 from __future__ import annotations
 
 import copy
-import difflib
-import math
+import hashlib
+import json
 import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from admet.config.keys import get_dotted, schema_fields, set_dotted, unknown_key
 from admet.config.legacy import apply_legacy, translate_legacy
 from admet.config.phases import CurriculumPhaseConfig
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS
@@ -33,6 +34,9 @@ from admet.config.schema import (
     COMPOSITION_MODES,
     ChempropConfig,
     EnsembleConfig,
+    InvalidValue,
+    check_num_samples,
+    check_task_alpha,
     schema_for,
 )
 from admet.errors import ConfigError, LegacyConfigWarning
@@ -40,6 +44,7 @@ from admet.paths import home
 
 __all__ = [
     "apply_legacy",
+    "config_hash",
     "config_to_dict",
     "get_dotted",
     "load_config",
@@ -88,44 +93,13 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data[a][b] = value`` for ``key = "a.b"``, creating sections as needed."""
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def get_dotted(node: Any, key: str) -> Any:
-    """The value of ``key = "a.b"`` in nested mappings or dataclasses (None when absent): the
-    one dotted-key reader, beside :func:`set_dotted`."""
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else getattr(node, part, None)
-        if node is None:
-            return None
-    return node
-
-
-def _schema_keys(schema: type) -> dict[str, Any]:
-    hints = get_type_hints(schema)
-    return {f.name: hints[f.name] for f in fields(schema)}
-
-
 def _check_keys(data: Mapping[str, Any], schema: type, prefix: str = "") -> None:
     """Unknown keys are an error naming the full key and suggesting the closest valid one."""
-    known = _schema_keys(schema)
+    known = schema_fields(schema)
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
-            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
-            valid = ", ".join(sorted(known))
-            raise ConfigError(f"unknown config key {path!r}{hint} (valid here: {valid})")
+            raise unknown_key(path, known, prefix)
         sub = known[key]
         if is_dataclass(sub) and isinstance(sub, type):
             if value is None:
@@ -144,10 +118,14 @@ def _validate(cfg: ChempropConfig) -> None:
             f"joint_sampling.composition_mode: unknown mode {js.composition_mode!r}; valid: "
             f"{', '.join(COMPOSITION_MODES)}"
         )
-    if not math.isfinite(js.task_oversampling.alpha):
-        raise ConfigError("joint_sampling.task_oversampling.alpha must be a finite number")
-    if js.num_samples is not None and js.num_samples <= 0:
-        raise ConfigError(f"joint_sampling.num_samples must be positive, got {js.num_samples}")
+    try:
+        check_task_alpha(js.task_oversampling.alpha)
+    except InvalidValue:
+        raise ConfigError("joint_sampling.task_oversampling.alpha must be a finite number") from None
+    try:
+        check_num_samples(js.num_samples)
+    except InvalidValue as exc:
+        raise ConfigError(f"joint_sampling.num_samples {exc}") from None
     if js.sampler is not None:
         SAMPLERS.check(js.sampler)
     if cur.enabled and not js.enabled:
@@ -235,13 +213,19 @@ def _validate(cfg: ChempropConfig) -> None:
 
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | ChempropConfig,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str] | Mapping[str, Any] = (),
 ) -> ChempropConfig:
-    """A validated run config (:class:`ChempropConfig` or :class:`EnsembleConfig`).
+    """A validated run config (:class:`ChempropConfig` or :class:`EnsembleConfig`): the
+    one way a config is built and changed. The CLI's ``--config`` with ``key=value``
+    arguments, a study's base config, each trial's config (the base config plus the
+    sampled values), refit and the benchmark all come through here, so a config is
+    checked the same way, once, whoever builds it.
 
     Args:
-        source: a YAML file, a mapping, or an existing config object.
-        overrides: ``key=value`` strings applied on top (YAML-typed values).
+        source: a YAML file, a mapping, or an existing config object (which is not
+            changed; the result is a new object).
+        overrides: applied on top, in order: ``key=value`` strings (YAML-typed values), or
+            a mapping ``{dotted key: value}`` such as a trial's sampled parameters.
 
     Raises:
         ConfigError: unreadable file, unknown key (with a suggestion), a wrong type, a
@@ -268,7 +252,8 @@ def load_config(
     else:
         raw = read_yaml(source)
         where = str(source)
-    for key, value in parse_overrides(overrides):
+    items = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    for key, value in items:
         set_dotted(raw, key, value)
     raw, notes = apply_legacy(raw, where)
     for note in notes:
@@ -303,8 +288,24 @@ def _resolve_dir(path: str) -> Path:
 
 
 def config_to_dict(cfg: ChempropConfig) -> dict[str, Any]:
-    """A plain nested dict of ``cfg`` (for YAML, MLflow params and Optuna attributes)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    """A plain nested dict of ``cfg`` (for YAML, MLflow params and Optuna attributes).
+
+    A plain copy of the dataclasses' fields: ``cfg`` was validated when
+    :func:`load_config` built it, so it is not checked (nor converted) again here."""
+    return asdict(cfg)
+
+
+def config_hash(cfg: ChempropConfig | Mapping[str, Any]) -> str:
+    """A short stable hash of a run config (16 hex digits of a SHA-256 of its JSON with
+    sorted keys); a config's dict from :func:`config_to_dict` gives the same value.
+
+    An HPO trial's finished members are cached on disk under it, so that the retry of a
+    killed trial reuses them: the value of a given config must never change (a test pins
+    two).
+    """
+    tree = cfg if isinstance(cfg, Mapping) else config_to_dict(cfg)
+    payload = json.dumps(tree, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def save_config(cfg: ChempropConfig, path: str | os.PathLike[str]) -> Path:

@@ -50,12 +50,12 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from admet.config.keys import schema_field
 from admet.config.registry import REGISTRIES
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError
@@ -160,15 +160,10 @@ def is_ray_tune_file(data: Mapping[str, Any]) -> bool:
 
 def _schema_has(key: str) -> bool:
     """Whether ``key`` (dotted) is a field of the ensemble run config."""
-    node: Any = EnsembleConfig
-    for part in key.split("."):
-        if not dataclasses.is_dataclass(node):
-            return False
-        match = {f.name: f for f in dataclasses.fields(node)}.get(part)
-        if match is None:
-            return False
-        node = match.default_factory() if match.default_factory is not dataclasses.MISSING else None
-        node = type(node) if dataclasses.is_dataclass(node) else node
+    try:
+        schema_field(EnsembleConfig, key)
+    except ConfigError:
+        return False
     return True
 
 

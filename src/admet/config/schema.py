@@ -11,6 +11,7 @@ nothing from admet (the schema is the root every layer depends on).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +22,14 @@ __all__ = [
     "DataConfig",
     "EnsembleConfig",
     "EnsembleSection",
+    "InvalidValue",
     "JointSamplingConfig",
     "MlflowConfig",
     "ModelConfig",
     "OptimizationConfig",
     "TaskOversamplingConfig",
+    "check_num_samples",
+    "check_task_alpha",
     "schema_for",
 ]
 
@@ -127,6 +131,41 @@ class MlflowConfig:
     log_model: bool = True
     # Register the logged model (an MLflow pyfunc) under this name in the model registry.
     registered_model_name: str | None = None
+
+
+class InvalidValue(ValueError):
+    """A config value that breaks its rule; the message says how, without the key, which
+    each caller names its own way (the loader's config key, the sampler's argument). A
+    value that cannot be converted at all raises the conversion's own error instead."""
+
+
+def check_task_alpha(alpha: Any) -> float:
+    """The task oversampling exponent as a float; the one rule for it, applied by the
+    config loader (a :class:`~admet.errors.ConfigError` naming the key) and by
+    :class:`~admet.sampling.JointSampler` built directly (a ``ValueError``).
+
+    Raises:
+        InvalidValue: NaN or infinite (``"must be finite, got nan"``).
+    """
+    value = float(alpha)
+    if not math.isfinite(value):
+        raise InvalidValue(f"must be finite, got {alpha}")
+    return value
+
+
+def check_num_samples(num_samples: Any) -> int | None:
+    """Draws per epoch as an int (None: one per training molecule); the one rule for it,
+    applied like :func:`check_task_alpha`.
+
+    Raises:
+        InvalidValue: zero or negative (``"must be positive, got 0"``).
+    """
+    if num_samples is None:
+        return None
+    value = int(num_samples)
+    if value <= 0:
+        raise InvalidValue(f"must be positive, got {num_samples}")
+    return value
 
 
 @dataclass

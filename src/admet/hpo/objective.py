@@ -15,8 +15,6 @@ them again. The HPO reads only the training table, never a test split.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import math
 import shutil
@@ -33,7 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from sqlalchemy.exc import SQLAlchemyError
 
-from admet.config import EnsembleConfig, config_to_dict, load_config, set_dotted
+from admet.config import EnsembleConfig, config_hash, config_to_dict, load_config
 from admet.data import MultitaskDataset, default_cache, load_training_data
 from admet.errors import ConfigError, TrainingDivergedError, disk_full
 from admet.hpo.artifacts import upload_trial_artifacts
@@ -55,11 +53,6 @@ def worker_id() -> str:
     import os
 
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def config_hash(cfg: EnsembleConfig) -> str:
-    payload = json.dumps(config_to_dict(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class TrialPruningCallback(Callback):
@@ -133,11 +126,9 @@ class Objective:
         self.current_trial: int | None = None
 
     def build_config(self, params: dict[str, Any]) -> EnsembleConfig:
-        """The run config of a trial: the base config with the sampled values."""
-        tree = config_to_dict(self.base)
-        for key, value in params.items():
-            set_dotted(tree, key, value)  # load_config names an unknown key
-        cfg = load_config(tree)
+        """The run config of a trial: the base config with the sampled values, built and
+        validated once (:func:`~admet.config.load_config` names an unknown key)."""
+        cfg = load_config(self.base, params)
         assert isinstance(cfg, EnsembleConfig)
         return cfg
 
@@ -156,11 +147,13 @@ class Objective:
         except ConfigError as exc:
             trial.set_user_attr("fail_reason", f"invalid sampled config: {exc}")
             raise
-        stored = config_to_dict(cfg)
+        # one dict of the config, for the members' cache key and the stored attribute
+        tree = config_to_dict(cfg)
+        ckpt = self.work_dir / "members" / config_hash(tree)
+        stored = {**tree, "mlflow": dict(tree["mlflow"])}
         if stored["mlflow"].get("tracking_uri"):
             stored["mlflow"]["tracking_uri"] = mask_url(stored["mlflow"]["tracking_uri"])
         until_reachable(lambda: trial.set_user_attr("config", stored))  # an upsert: safe to repeat
-        ckpt = self.work_dir / "members" / config_hash(cfg)
         train_cfg = copy.deepcopy(cfg)
         train_cfg.mlflow.enabled = False  # the study's mirror tracks trials, not members
         pruning = TrialPruningCallback(trial)

@@ -41,13 +41,12 @@ from typing import Any
 
 import optuna
 
-from admet.config import get_dotted, load_config, parse_overrides, read_yaml, set_dotted
+from admet.config import get_dotted, load_config, parse_overrides, read_yaml
 from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
 from admet.config.registry import REGISTRIES
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError
 from admet.paths import project_root
-from admet.tracking import flatten
 
 __all__ = [
     "OBJECTIVES",
@@ -349,17 +348,18 @@ def load_study_spec(study: str, overrides: Sequence[str] = ()) -> StudySpec:
             raise ConfigError(f"{where}: missing required key {required!r}")
     raw = copy.deepcopy(raw)
     config_overrides: list[str] = []
+    fixed: set[str] = set()  # run-config keys the overrides set, searched no more
     for item, (key, value) in zip(overrides, parse_overrides(overrides), strict=True):
         if key in _OVERRIDABLE:
             raw[key] = value
         elif key in _STUDY_KEYS:
             raise ConfigError(f"study key {key!r} cannot be overridden on the command line")
         else:
-            config_overrides.append(item)
+            config_overrides.append(item)  # applied by load_config with the base config
+            fixed.add(key)
     space_raw = raw.pop("search_space")
     if not isinstance(space_raw, Mapping) or not space_raw:
         raise ConfigError(f"{where}: search_space must be a non-empty mapping")
-    fixed = {k.split("=", 1)[0] for k in config_overrides}
     space = {k: _param(str(k), v, where) for k, v in space_raw.items() if k not in fixed}
     for p in space.values():
         for cond_key, _ in p.condition:
@@ -420,13 +420,14 @@ def _validate(spec: StudySpec, where: str) -> None:
     if not isinstance(spec.base_config, (str, Mapping)):
         raise ConfigError(f"{where}: base_config must be a path or a run-config mapping")
     base = spec.base_run_config()
-    # every searched key must exist in the run config schema
+    # every searched key must exist in the run config schema: the base config with each
+    # parameter at its low end (or first choice) must load
     probe: dict[str, Any] = {}
     for p in spec.search_space.values():
         if p.type == "phase_proportions":
             continue
         value = p.choices[0] if p.type == "categorical" else (int(p.low) if p.type == "int" else p.low)
-        set_dotted(probe, p.key, value)
+        probe[p.key] = value
     for p in spec.search_space.values():
         if not p.scale_by:
             continue
@@ -440,14 +441,9 @@ def _validate(spec: StudySpec, where: str) -> None:
                 f"{where}: search_space.{p.key}: scale_by {p.scale_by!r} is not a numeric config key"
             )
         value = p.low * factor
-        set_dotted(probe, p.key, round(value) if p.type == "int" else value)
-    from admet.config import config_to_dict
-
-    merged = config_to_dict(base)
-    for key, value in flatten(probe).items():
-        set_dotted(merged, key, value)
+        probe[p.key] = round(value) if p.type == "int" else value
     try:
-        load_config(merged)
+        load_config(base, probe)
     except ConfigError as exc:
         raise ConfigError(f"{where}: search_space: {exc}") from None
     for p in spec.search_space.values():

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from admet.config.schema import COMPOSITION_MODES
+from admet.config.schema import COMPOSITION_MODES, InvalidValue, check_num_samples, check_task_alpha
 from admet.sampling.curriculum import CurriculumState
 
 __all__ = ["COMPOSITION_MODES", "JointSampler"]
@@ -118,15 +118,18 @@ class JointSampler(Sampler[int]):
                 f"unknown composition_mode {composition_mode!r}; valid: {', '.join(COMPOSITION_MODES)}"
             )
         self.composition_mode = composition_mode
-        alpha = float(task_alpha)
-        if not math.isfinite(alpha):
-            raise ValueError(f"task_alpha must be finite, got {task_alpha}")
+        try:
+            alpha = check_task_alpha(task_alpha)  # the loader's rule for the config key
+        except InvalidValue as exc:
+            raise ValueError(f"task_alpha {exc}") from None
         if not 0.0 <= alpha <= 1.0:
             logger.warning("task_alpha=%s is outside [0, 1]; sampling proceeds with it", alpha)
         self.task_alpha = alpha
-        if num_samples is not None and int(num_samples) <= 0:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
-        self.num_samples = int(num_samples) if num_samples is not None else self.n_molecules
+        try:
+            draws = check_num_samples(num_samples)  # the loader's rule for the config key
+        except InvalidValue as exc:
+            raise ValueError(f"num_samples {exc}") from None
+        self.num_samples = draws if draws is not None else self.n_molecules
         self.seed = int(seed)
         self.increment_seed_per_epoch = increment_seed_per_epoch
         self.log_weight_stats = log_weight_stats

@@ -36,6 +36,7 @@ from chemprop.utils.registry import Factory
 
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS, sampler_name
 from admet.errors import AdmetError
+from admet.model.schedule import noam_schedule
 
 if TYPE_CHECKING:
     from admet.config import ChempropConfig
@@ -204,6 +205,7 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
             ``substitute_head``, or the aggregation has none.
     """
     m, opt, js = config.model, config.optimization, config.joint_sampling
+    schedule = noam_schedule(opt)  # the one training follows
     substitution = head_substitution(config) if substitute_head else None
     if substitution is None:
         _chemprop_head(m.ffn_type)
@@ -224,12 +226,11 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
         "batch-norm": bool(m.batch_norm),
         "loss-function": opt.criterion,
         "batch-size": opt.batch_size,
-        "epochs": opt.max_epochs,
-        # as in training: Chemprop's schedule needs at least one epoch after warmup
-        "warmup-epochs": min(opt.warmup_epochs, max(opt.max_epochs - 1, 0)),
-        "init-lr": float(opt.init_lr),
-        "max-lr": float(opt.max_lr),
-        "final-lr": float(opt.final_lr),
+        "epochs": schedule.max_epochs,
+        "warmup-epochs": schedule.warmup_epochs,  # clamped as in training
+        "init-lr": float(schedule.init_lr),
+        "max-lr": float(schedule.max_lr),
+        "final-lr": float(schedule.final_lr),
         "patience": opt.patience,
         "pytorch-seed": opt.seed,
     }

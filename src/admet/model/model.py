@@ -58,6 +58,7 @@ from admet.model.heads import build_predictor
 from admet.model.layers import BondMessagePassing
 from admet.model.metrics import regression_metrics
 from admet.model.mpnn import MONITOR, MultitaskMPNN
+from admet.model.schedule import noam_schedule
 from admet.sampling import CurriculumState, JointSampler
 from admet.tracking import RunTracker, flatten
 
@@ -258,18 +259,19 @@ class ChempropModel:
             criterion=_CRITERIA[opt.criterion](task_weights=weights),
             output_transform=cnn.UnscaleTransform(mean, scale),
         )
-        # Chemprop's schedule needs at least one cooldown epoch: clamp warmup for short runs.
-        warmup = min(opt.warmup_epochs, max(opt.max_epochs - 1, 0))
-        return MultitaskMPNN(
+        schedule = noam_schedule(opt)  # warmup clamped: Chemprop's needs a cooldown epoch
+        mpnn = MultitaskMPNN(
             mp,
             AGGREGATIONS.builder(m.aggregation)(),
             ffn,
             batch_norm=m.batch_norm,
-            warmup_epochs=warmup,
-            init_lr=opt.init_lr,
-            max_lr=opt.max_lr,
-            final_lr=opt.final_lr,
+            warmup_epochs=schedule.warmup_epochs,
+            init_lr=schedule.init_lr,
+            max_lr=schedule.max_lr,
+            final_lr=schedule.final_lr,
         )
+        mpnn.schedule = schedule
+        return mpnn
 
     # -- training -------------------------------------------------------------------------
 

@@ -36,8 +36,9 @@ from admet.data import MultitaskDataset
 from admet.data.packed import EpochBatches, PackedGraphs, SeededShuffle
 from admet.errors import TrainingDivergedError
 from admet.model.callbacks import curriculum_scalars, sampler_statistics
-from admet.model.model import PREDICT_BATCH_SIZE, ChempropModel, freeze_startup_heap, resolve_device
+from admet.model.model import PREDICT_BATCH_SIZE, ChempropModel
 from admet.model.mpnn import MONITOR, MultitaskMPNN, validation_metrics
+from admet.model.runtime import freeze_startup_heap, resolve_device
 from admet.model.schedule import noam_schedule
 from admet.model.stacked import StackedAdam, StackedGraphs, StackedMembers, stackable
 

@@ -561,6 +561,6 @@ def _train_member_process(
     if tracking_uri and run_id:
         tracker = RunTracker(True, tracking_uri, ensemble.config.mlflow.experiment_name)
         lightning_logger = tracker.lightning_logger(run_id)
-    model = ensemble._fit_member(train, val, m, None, lightning_logger, False)
+    model = ensemble._fit_member(train, val, m, None, lightning_logger)
     model.save(out, chemprop_copy=False)
     return out

@@ -36,21 +36,6 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"config", "data", "model", "hpo", "benchmark"},
     "__init__": set(),
 }
-# Known import cycles, tolerated until model/'s owner untangles them (issue #32): model.py,
-# ensemble.py, pyfunc.py and chemprop_export.py import each other inside functions or under
-# TYPE_CHECKING. Each entry is one import (importer, imported) the cycle check over all
-# imports skips; nothing new belongs here, and an entry whose import is gone must go.
-KNOWN_CYCLE_EXCEPTIONS = frozenset(
-    {
-        ("admet.model.chemprop_export", "admet.model.model"),
-        ("admet.model.ensemble", "admet.model.chemprop_export"),
-        ("admet.model.ensemble", "admet.model.pyfunc"),
-        ("admet.model.model", "admet.model.chemprop_export"),
-        ("admet.model.model", "admet.model.pyfunc"),
-        ("admet.model.pyfunc", "admet.model.ensemble"),
-        ("admet.model.pyfunc", "admet.model.model"),
-    }
-)
 
 
 def module_name(path: Path) -> str:
@@ -137,16 +122,16 @@ def import_graph(top_level_only: bool) -> dict[str, set[str]]:
     return graph
 
 
-def find_cycle(graph: dict[str, set[str]], skip: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
-    """One import cycle of ``graph`` as a path (first node repeated at the end), or [];
-    the edges in ``skip`` are left out. A package's ``__init__`` importing its own
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as a path (first node repeated at the end), or [].
+    A package's ``__init__`` importing its own
     submodules (re-exports from its private modules) is not a cycle."""
     state: dict[str, int] = {}
 
     def visit(node: str, stack: list[str]) -> list[str]:
         state[node] = 1
         for dep in sorted(graph.get(node, ())):
-            if dep.startswith(node + ".") or (node, dep) in skip:
+            if dep.startswith(node + "."):
                 continue
             if state.get(dep) == 1:
                 path = [*stack, node]
@@ -168,17 +153,9 @@ def test_module_level_imports_have_no_cycle():
 
 
 def test_imports_inside_functions_make_no_cycle_either():
-    """Counting imports inside functions, the only cycles are the listed known ones."""
-    cycle = find_cycle(import_graph(top_level_only=False), KNOWN_CYCLE_EXCEPTIONS)
+    """Counting imports inside functions and under ``TYPE_CHECKING`` too, there is no cycle."""
+    cycle = find_cycle(import_graph(top_level_only=False))
     assert not cycle, "import cycle (imports inside functions included): " + " -> ".join(cycle)
-
-
-def test_known_cycle_exceptions_are_current_and_outside_hpo():
-    graph = import_graph(top_level_only=False)
-    gone = sorted(e for e in KNOWN_CYCLE_EXCEPTIONS if e[1] not in graph.get(e[0], set()))
-    assert not gone, f"these imports are gone; drop them from KNOWN_CYCLE_EXCEPTIONS: {gone}"
-    strict = [e for e in KNOWN_CYCLE_EXCEPTIONS if any(layer(m) != "model" for m in e)]
-    assert not strict, f"only model/'s known cycles are tolerated: {strict}"
 
 
 def test_the_cycle_checker_sees_a_cycle_through_a_function_local_import(tmp_path):

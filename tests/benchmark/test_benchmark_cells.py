@@ -172,7 +172,7 @@ def test_cells_from_other_processes_merge_into_one_table(fang2023_raw, fang2023_
 
 @pytest.mark.slow
 def test_chemprop_cli_runs_without_its_console_script(tmp_path):
-    from admet.benchmark.fang2023 import _chemprop_cli
+    from admet.benchmark.chemprop_cli import chemprop_cli as _chemprop_cli
 
     cmd = _chemprop_cli(tmp_path)  # no `chemprop` script there, as with pip install --target
     assert cmd[0] == sys.executable

@@ -242,7 +242,7 @@ def test_single_model_round_trip(table: Path, tmp_path: Path, aggregation, batch
 def test_non_regression_head_saves_without_chemprop_copy(table: Path, tmp_path: Path, head, caplog):
     extra = {"model__trunk_hidden_dim": 8} if head == "branched" else {"model__n_experts": 2}
     model = _single(table, model__ffn_type=head, optimization__max_epochs=1, **extra)
-    with caplog.at_level(logging.INFO, logger="admet.model.model"):
+    with caplog.at_level(logging.INFO, logger="admet.model.persistence"):
         folder = model.save(tmp_path / "model")
     assert (folder / "weights.pt").is_file() and not (folder / "chemprop").exists()
     lines = [r.getMessage() for r in caplog.records if "Chemprop" in r.getMessage()]

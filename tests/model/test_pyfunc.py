@@ -159,7 +159,7 @@ def test_missing_smiles_column_is_a_one_line_error(registered):
 
 @pytest.mark.slow
 def test_a_failed_pyfunc_logging_only_warns(registered, monkeypatch, caplog):
-    from admet.model import pyfunc
+    from admet.model import pyfunc_logging as pyfunc
     from admet.tracking import RunTracker
 
     ens, uri, _, _ = registered
@@ -169,7 +169,7 @@ def test_a_failed_pyfunc_logging_only_warns(registered, monkeypatch, caplog):
 
     monkeypatch.setattr(pyfunc, "log_pyfunc", broken)
     tracker = RunTracker(True, uri, "pyfunc-test")
-    with caplog.at_level("WARNING", logger="admet.model.pyfunc"):
+    with caplog.at_level("WARNING", logger="admet.model.pyfunc_logging"):
         assert pyfunc.try_log_pyfunc(ens, tracker, ens.mlflow_run_id, "admet-test") is None
     assert "pyfunc model not logged" in caplog.text and "second line" not in caplog.text
     assert tracker.enabled  # the rest of the run is still tracked

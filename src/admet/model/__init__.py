@@ -27,7 +27,7 @@ _EXPORTS = {
     "chemprop_train_config": "admet.model.chemprop_export",
     "head_substitution": "admet.model.chemprop_export",
     "load_saved": "admet.model.ensemble",
-    "log_pyfunc": "admet.model.pyfunc",
+    "log_pyfunc": "admet.model.pyfunc_logging",
     "member_seed": "admet.model.ensemble",
     "prediction_columns": "admet.model.calibration",
     "regression_metrics": "admet.model.metrics",

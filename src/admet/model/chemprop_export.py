@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from chemprop import nn as cnn
@@ -36,12 +37,14 @@ from chemprop.utils.registry import Factory
 
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS, sampler_name
 from admet.errors import AdmetError
+from admet.model.schedule import noam_schedule
 
 if TYPE_CHECKING:
     from admet.config import ChempropConfig
-    from admet.model.model import ChempropModel
+    from admet.model.mpnn import MultitaskMPNN
 
 __all__ = [
+    "ExportableModel",
     "NotExportableError",
     "chemprop_train_config",
     "head_substitution",
@@ -49,6 +52,17 @@ __all__ = [
     "to_chemprop",
     "write_chemprop_config",
 ]
+
+
+class ExportableModel(Protocol):
+    """What the export reads of a trained model (a :class:`~admet.model.model.ChempropModel`):
+    its config, task names and network. Named by shape, not by class, so that the model
+    module may ask this one for its Chemprop copy without an import cycle."""
+
+    config: ChempropConfig
+    task_names: Sequence[str]
+
+    def _require_trained(self) -> MultitaskMPNN: ...
 
 
 class NotExportableError(AdmetError):
@@ -80,7 +94,7 @@ def _plain(hparams) -> dict:  # type: ignore[no-untyped-def]
     return {k: v for k, v in dict(hparams).items() if k != "cls"}
 
 
-def to_chemprop(model: ChempropModel) -> MPNN:
+def to_chemprop(model: ExportableModel) -> MPNN:
     """A pure-Chemprop ``MPNN`` (in eval mode, on the CPU) with ``model``'s weights and
     target scaler.
 
@@ -131,7 +145,7 @@ def to_chemprop(model: ChempropModel) -> MPNN:
     return out.eval()
 
 
-def save_chemprop(model: ChempropModel, path: str | os.PathLike[str]) -> Path:
+def save_chemprop(model: ExportableModel, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` as Chemprop saves models (``chemprop.models.utils.save_model``, the
     task names as output columns), for ``chemprop predict --model-paths`` and
     ``MPNN.load_from_file``.
@@ -204,6 +218,7 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
             ``substitute_head``, or the aggregation has none.
     """
     m, opt, js = config.model, config.optimization, config.joint_sampling
+    schedule = noam_schedule(opt)  # the one training follows
     substitution = head_substitution(config) if substitute_head else None
     if substitution is None:
         _chemprop_head(m.ffn_type)
@@ -224,12 +239,11 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
         "batch-norm": bool(m.batch_norm),
         "loss-function": opt.criterion,
         "batch-size": opt.batch_size,
-        "epochs": opt.max_epochs,
-        # as in training: Chemprop's schedule needs at least one epoch after warmup
-        "warmup-epochs": min(opt.warmup_epochs, max(opt.max_epochs - 1, 0)),
-        "init-lr": float(opt.init_lr),
-        "max-lr": float(opt.max_lr),
-        "final-lr": float(opt.final_lr),
+        "epochs": schedule.max_epochs,
+        "warmup-epochs": schedule.warmup_epochs,  # clamped as in training
+        "init-lr": float(schedule.init_lr),
+        "max-lr": float(schedule.max_lr),
+        "final-lr": float(schedule.final_lr),
         "patience": opt.patience,
         "pytorch-seed": opt.seed,
     }

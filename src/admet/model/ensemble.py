@@ -10,12 +10,15 @@ validation macro MAE is the ensemble's cross-validated score (the HPO objective)
 With ``checkpoint_dir``, every finished member is saved there at once; a later ``fit``
 with the same config reloads finished members instead of training them again (this is
 how a retried HPO trial resumes).
+
+Over 350 lines because the member fits (in turn, stacked or in worker processes), their
+resumption, CV+ calibration and MLflow logging share one fold plan and one member loop;
+the folder format is :mod:`admet.model.persistence`'s.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import multiprocessing
 import os
@@ -48,10 +51,12 @@ from admet.model.calibration import (
     prediction_frame,
 )
 from admet.model.folder import check_complete, writing
-from admet.model.metrics import regression_metrics
-from admet.model.model import CALIBRATION_FILE, ChempropModel, _labelled
+from admet.model.metrics import labelled_arrays, regression_metrics
+from admet.model.model import ChempropModel
+from admet.model.persistence import read_ensemble, write_ensemble
 from admet.model.plots import parity_plots
 from admet.model.progress import ConsoleStatus, EpochProgressCallback, FitProgress
+from admet.model.pyfunc_logging import try_log_pyfunc
 from admet.model.stacked_fit import fit_stacked, stacking_refusal
 from admet.tracking import RunTracker, flatten
 
@@ -462,8 +467,6 @@ class ChempropEnsemble:
             if self.config.mlflow.log_model:
                 self.save(tmp / "model")
                 tracker.log_artifact(run, tmp / "model", "model")
-                from admet.model.pyfunc import try_log_pyfunc
-
                 try_log_pyfunc(
                     self, tracker, run, self.config.mlflow.registered_model_name, saved_dir=tmp / "model"
                 )
@@ -490,7 +493,7 @@ class ChempropEnsemble:
     def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
         """Per-task and macro metrics of the ensemble mean, and of its uncertainty (Gaussian
         NLL, miscalibration area, 90% coverage, Spearman |error| vs std; calibrated and raw)."""
-        smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
+        smiles, Y = labelled_arrays(data, self.config.data.smiles_col, self.task_names)
         predictions = self.predict(smiles, include_spread=True)
         means = predictions[[f"{t}_pred" for t in self.task_names]].to_numpy()
         metrics = regression_metrics(Y, means, self.task_names)
@@ -507,25 +510,7 @@ class ChempropEnsemble:
         return Path(directory)
 
     def _write(self, out: Path) -> None:
-        from admet.model.chemprop_export import NotExportableError, save_chemprop
-
-        save_config(self.config, out / "config.yaml")
-        for m, model in enumerate(self.members):
-            model.save(out / f"member_{m}", chemprop_copy=False)
-        try:
-            for m, model in enumerate(self.members):
-                save_chemprop(model, out / "chemprop" / f"member_{m}.pt")
-        except NotExportableError as exc:
-            logger.info("no Chemprop copies in %s: %s", out, exc)
-        info = {
-            "n_members": len(self.members),
-            "cv_score": self.cv_score,
-            "member_val_metrics": self.member_val_metrics,
-            "fit_seconds": self.fit_seconds,
-        }
-        (out / "ensemble.json").write_text(json.dumps(info, indent=1, default=float))
-        if self.calibration is not None:
-            (out / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=1))
+        write_ensemble(out, self)  # the format is admet.model.persistence's
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ChempropEnsemble:
@@ -533,15 +518,7 @@ class ChempropEnsemble:
         info_path = src / "ensemble.json"
         if not info_path.is_file():
             raise DataError(f"{src}: not a saved ensemble (ensemble.json missing)")
-        info = json.loads(info_path.read_text())
-        ens = cls(load_config(src / "config.yaml"))  # type: ignore[arg-type]
-        ens.members = [ChempropModel.load(src / f"member_{m}") for m in range(info["n_members"])]
-        ens.cv_score = info.get("cv_score")
-        ens.member_val_metrics = info.get("member_val_metrics", [])
-        ens.fit_seconds = info.get("fit_seconds", 0.0)
-        if (src / CALIBRATION_FILE).is_file():
-            ens.calibration = Calibration.from_dict(json.loads((src / CALIBRATION_FILE).read_text()))
-        return ens
+        return read_ensemble(src, cls, ChempropModel.load)
 
 
 def load_saved(directory: str | os.PathLike[str]) -> ChempropEnsemble | ChempropModel:

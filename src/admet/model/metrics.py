@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
-__all__ = ["METRICS", "error_metrics", "regression_metrics", "task_metrics"]
+from admet.data import MultitaskDataset
+from admet.errors import DataError
+
+__all__ = ["METRICS", "error_metrics", "labelled_arrays", "regression_metrics", "task_metrics"]
 
 METRICS: tuple[str, ...] = ("mae", "rmse", "r2", "pearson_r", "spearman_rho", "n")
 
@@ -87,3 +91,33 @@ def error_metrics(
         "n": int(n.sum()),
     }
     return result
+
+
+def labelled_arrays(
+    data: MultitaskDataset | pd.DataFrame, smiles_col: str, task_names: Sequence[str]
+) -> tuple[list[str], np.ndarray]:
+    """The SMILES and the (n, len(task_names)) label matrix of labelled data to evaluate on:
+    a dataset, or a frame with ``smiles_col`` and any of the task columns (a missing task is
+    all NaN, an unparsable value NaN).
+
+    Raises:
+        DataError: the frame has no SMILES column or none of the task columns.
+    """
+    if isinstance(data, MultitaskDataset):
+        index = [data.task_names.index(t) if t in data.task_names else -1 for t in task_names]
+        Y = np.column_stack([data.Y[:, j] if j >= 0 else np.full(len(data), np.nan) for j in index])
+        return list(data.smiles), Y
+    if smiles_col not in data.columns:
+        raise DataError(f"missing SMILES column {smiles_col!r}; columns: {list(data.columns)}")
+    present = [t for t in task_names if t in data.columns]
+    if not present:
+        raise DataError(f"no task column among {list(task_names)}; columns: {list(data.columns)}")
+    Y = np.column_stack(
+        [
+            pd.to_numeric(data[t], errors="coerce").to_numpy(dtype=float)
+            if t in data.columns
+            else np.full(len(data), np.nan)
+            for t in task_names
+        ]
+    )
+    return list(data[smiles_col]), Y

@@ -15,21 +15,22 @@ DataLoader's sampler is the one registered in :data:`admet.config.registry.SAMPL
 under ``joint_sampling.sampler``: by default a :class:`JointSampler` when
 ``joint_sampling.enabled`` (legacy ``task_sampling_alpha`` configs arrive here as
 two-stage joint sampling), otherwise Chemprop's seeded shuffle.
+
+This module holds the model object and its fit and inference; the rest lives by concept
+and is imported one way: the network and samplers in :mod:`admet.model.builders`, the
+Trainer run in :mod:`admet.model.training`, the scoped process settings in
+:mod:`admet.model.runtime`, the LR schedule in :mod:`admet.model.schedule`, the folder
+format in :mod:`admet.model.persistence` (which asks :mod:`admet.model.chemprop_export`
+for the Chemprop copy), and MLflow pyfunc logging in :mod:`admet.model.pyfunc_logging`.
+None of them imports this module, so a fit's MLflow logging and ``save``'s Chemprop copy
+need no function-local import back.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import json
-import logging
-import math
 import os
-import signal
-import tempfile
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,149 +38,38 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from chemprop import nn as cnn
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from sklearn.preprocessing import StandardScaler
 
-from admet.config import ChempropConfig, CurriculumPhaseConfig, config_to_dict, load_config, save_config
-from admet.config.registry import AGGREGATIONS, SAMPLERS, sampler_name
+from admet.config import ChempropConfig, config_to_dict, load_config
+from admet.config.registry import SAMPLERS, sampler_name
 from admet.data import MultitaskDataset, canonical_smiles, default_cache
 from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
-from admet.errors import ConfigError, DataError, TrainingDivergedError
+from admet.errors import DataError, TrainingDivergedError
+from admet.model.builders import build_mpnn
 from admet.model.calibration import (
     Calibration,
     add_uncertainty_metrics,
     fit_residual_calibration,
     prediction_frame,
 )
-from admet.model.callbacks import CurriculumCallback, DeliverCtrlC, EpochHistory, SamplerStatsCallback
 from admet.model.folder import check_complete, writing
-from admet.model.heads import build_predictor
-from admet.model.layers import BondMessagePassing
-from admet.model.metrics import regression_metrics
+from admet.model.metrics import labelled_arrays, regression_metrics
 from admet.model.mpnn import MONITOR, MultitaskMPNN
-from admet.sampling import CurriculumState, JointSampler
+from admet.model.persistence import read_model, write_model
+from admet.model.pyfunc_logging import try_log_pyfunc
+from admet.model.runtime import freeze_startup_heap, resolve_device
+from admet.model.training import train_mpnn
+from admet.sampling import JointSampler
 from admet.tracking import RunTracker, flatten
 
-__all__ = ["ChempropModel"]
+# also re-exported from their new homes, for code that imported them from this module
+__all__ = ["ChempropModel", "TrainingDivergedError", "freeze_startup_heap", "resolve_device"]
 
-logger = logging.getLogger(__name__)
-
-CALIBRATION_FILE = "calibration.json"
-_CRITERIA = {"mae": cnn.metrics.MAE, "mse": cnn.metrics.MSE}
 PREDICT_BATCH_SIZE = 256
 # Optimiser steps per training-loader item: Lightning's per-item hooks are paid once per
 # this many batches (each batch is still its own optimiser and scheduler step).
 STEPS_PER_LOADER_ITEM = 16
-
-# Lightning's chatter about workers and devices is noise for CPU training of small models;
-# silenced for the duration of a fit only (importing this module changes no global filter).
-_QUIET_WARNINGS = (
-    ".*does not have many workers.*",
-    ".*GPU available but not used.*",
-    r".*isinstance\(treespec, LeafSpec\).*",
-)
-_QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's worker/device warnings and info lines off, restored afterwards."""
-    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        for message in _QUIET_WARNINGS:
-            warnings.filterwarnings("ignore", message=message)
-        for lg in loggers:
-            lg.setLevel(max(lg.level, logging.WARNING))
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
-
-
-def _curriculum_state(cfg: ChempropConfig) -> CurriculumState | None:
-    js = cfg.joint_sampling
-    cur = js.curriculum
-    if not (js.enabled and cur.enabled):
-        return None
-    return CurriculumState(
-        qualities=list(cur.qualities),
-        patience=cur.patience,
-        min_delta=cur.min_delta,
-        config=CurriculumPhaseConfig(
-            phase_proportions=None if cur.phase_proportions is None else dict(cur.phase_proportions),
-            min_high_quality_proportion=cur.min_high_quality_proportion,
-        ),
-    )
-
-
-@SAMPLERS.register("shuffle")
-def _shuffle(model: ChempropModel, train: MultitaskDataset) -> None:
-    """Chemprop's seeded shuffle: no sampler object (the loaders shuffle by ``optimization.seed``)."""
-    return None
-
-
-@SAMPLERS.register("joint")
-def _joint_sampler(model: ChempropModel, train: MultitaskDataset) -> JointSampler:
-    """A :class:`JointSampler` with the ``joint_sampling`` settings (task oversampling and,
-    when enabled, the quality curriculum)."""
-    cfg = model.config
-    js = cfg.joint_sampling
-    state = _curriculum_state(cfg)
-    return JointSampler(
-        train.Y,
-        quality_labels=train.quality if state is not None else None,
-        curriculum_state=state,
-        task_alpha=js.task_oversampling.alpha,
-        composition_mode=js.composition_mode,
-        num_samples=js.num_samples,
-        seed=js.seed if js.seed is not None else cfg.optimization.seed,
-        increment_seed_per_epoch=js.increment_seed_per_epoch,
-        log_weight_stats=js.log_weight_stats,
-        count_normalize=js.curriculum.count_normalize,
-        task_names=model.task_names,
-    )
-
-
-@contextlib.contextmanager
-def _no_nan_fill() -> Iterator[None]:
-    """Torch's deterministic mode (Lightning's ``deterministic=True``) without its debugging
-    aid of filling every new uninitialised tensor with NaN: that fill is a kernel per
-    ``torch.empty`` (about 40 per training step of a small model, 5% of its time) and no
-    result depends on it, since nothing here reads memory it has not written. The
-    deterministic algorithms themselves stay on; the previous setting comes back after."""
-    flags = torch.utils.deterministic
-    previous = flags.fill_uninitialized_memory
-    flags.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        flags.fill_uninitialized_memory = previous
-
-
-def freeze_startup_heap() -> bool:
-    """Move every object the garbage collector tracks now out of its future scans, once
-    per process; True when this call did it.
-
-    A fresh process holds about half a million tracked objects after importing torch,
-    Lightning, Chemprop, RDKit and MLflow, nearly all alive until it exits. The first full
-    collection that a fit's allocations trigger scans them all: 0.6 s on a 2-core machine,
-    as long as the three epochs of a small model. :func:`gc.freeze` (CPython's own remedy,
-    one list splice) leaves later collections to the objects made afterwards. What is
-    frozen is never collected, so garbage cycles alive at the first fit (none to speak of
-    in a process that has only imported and loaded data) stay in memory.
-    """
-    global _STARTUP_HEAP_FROZEN
-    if _STARTUP_HEAP_FROZEN:
-        return False
-    gc.freeze()
-    _STARTUP_HEAP_FROZEN = True
-    return True
-
-
-_STARTUP_HEAP_FROZEN = False
 
 
 class ChempropModel:
@@ -239,37 +129,8 @@ class ChempropModel:
         return PackedMoleculeDataset(graphs.to(device), Y)
 
     def _build_mpnn(self, mean: np.ndarray, scale: np.ndarray) -> MultitaskMPNN:
-        m, opt = self.config.model, self.config.optimization
-        featurizer = self.cache.featurizer
-        mp = BondMessagePassing(
-            d_v=featurizer.atom_fdim,
-            d_e=featurizer.bond_fdim,
-            d_h=m.message_hidden_dim,
-            depth=m.depth,
-            dropout=m.dropout,
-            activation=m.activation,
-        )
-        task_weights = None if opt.task_weights is None else torch.tensor(opt.task_weights)
-        weights = torch.ones(len(self.task_names)) if task_weights is None else task_weights
-        ffn = build_predictor(
-            m,
-            n_tasks=len(self.task_names),
-            input_dim=mp.output_dim,
-            criterion=_CRITERIA[opt.criterion](task_weights=weights),
-            output_transform=cnn.UnscaleTransform(mean, scale),
-        )
-        # Chemprop's schedule needs at least one cooldown epoch: clamp warmup for short runs.
-        warmup = min(opt.warmup_epochs, max(opt.max_epochs - 1, 0))
-        return MultitaskMPNN(
-            mp,
-            AGGREGATIONS.builder(m.aggregation)(),
-            ffn,
-            batch_norm=m.batch_norm,
-            warmup_epochs=warmup,
-            init_lr=opt.init_lr,
-            max_lr=opt.max_lr,
-            final_lr=opt.final_lr,
-        )
+        """A fresh network for this config (:func:`admet.model.builders.build_mpnn`)."""
+        return build_mpnn(self.config, self.cache.featurizer, self.task_names, mean, scale)
 
     # -- training -------------------------------------------------------------------------
 
@@ -313,8 +174,6 @@ class ChempropModel:
         if cfg.mlflow.log_model:
             with tracker.artifact_dir() as tmp:
                 tracker.log_artifact(run, self.save(tmp / "model"), "model")
-                from admet.model.pyfunc import try_log_pyfunc
-
                 try_log_pyfunc(self, tracker, run, cfg.mlflow.registered_model_name, saved_dir=tmp / "model")
         tracker.end_run(run)
         return self
@@ -355,79 +214,12 @@ class ChempropModel:
         self.mpnn = mpnn = self._build_mpnn(mean, scale)
         mpnn.set_validation_info(self.task_names, val.quality)
         mpnn.steps_per_epoch = train_loader.sampler.n_batches
-        history = EpochHistory()
-        with tempfile.TemporaryDirectory(prefix="admet-ckpt-") as ckpt_dir:
-            checkpoint = ModelCheckpoint(
-                dirpath=ckpt_dir,
-                filename="best",
-                monitor=MONITOR,
-                mode="min",
-                save_top_k=1,
-                save_weights_only=True,
-                save_last=False,
-            )
-            all_callbacks: list[Callback] = []
-            stats_cb = None
-            if sampler is not None:
-                stats_cb = SamplerStatsCallback(sampler)
-                all_callbacks.append(stats_cb)
-                if sampler.curriculum_state is not None:
-                    cur = cfg.joint_sampling.curriculum
-                    all_callbacks.append(  # before EarlyStopping: a phase change resets it first
-                        CurriculumCallback(
-                            sampler.curriculum_state,
-                            monitor=cur.monitor_metric,
-                            reset_early_stopping=cur.reset_early_stopping_on_phase_change,
-                        )
-                    )
-            all_callbacks += [
-                DeliverCtrlC(),
-                EarlyStopping(MONITOR, patience=opt.patience, mode="min", check_finite=True),
-                checkpoint,
-                history,
-            ]
-            all_callbacks.extend(callbacks)
-            with _quiet_lightning():
-                trainer = pl.Trainer(
-                    max_epochs=opt.max_epochs,
-                    accelerator=device.type,
-                    devices=[device.index or 0] if device.type == "cuda" else 1,
-                    # CPU: bitwise reproducible; CUDA's scatter kernels have no deterministic variant
-                    deterministic=True if device.type == "cpu" else "warn",
-                    logger=logger if logger is not None else False,
-                    callbacks=all_callbacks,
-                    enable_progress_bar=progress,
-                    enable_model_summary=False,
-                    num_sanity_val_steps=0,
-                    log_every_n_steps=1,  # nothing is logged per step (see MultitaskMPNN)
-                    default_root_dir=ckpt_dir,
-                )
-                sigint = signal.getsignal(signal.SIGINT)
-                try:
-                    with _no_nan_fill():
-                        trainer.fit(mpnn, train_loader, val_loader)
-                except SystemExit:
-                    if not trainer.interrupted:
-                        raise
-                    # Lightning turns Ctrl-C into SystemExit(1) and ignores further Ctrl-Cs;
-                    # give callers (the HPO worker, the CLIs) their handler and the
-                    # KeyboardInterrupt back.
-                    signal.signal(signal.SIGINT, sigint if callable(sigint) else signal.default_int_handler)
-                    raise KeyboardInterrupt from None
-            best = checkpoint.best_model_score
-            if not checkpoint.best_model_path or best is None or not math.isfinite(float(best)):
-                raise TrainingDivergedError(
-                    f"training diverged: no finite {MONITOR} in {trainer.current_epoch} epoch(s)"
-                )
-            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-            mpnn.load_state_dict(state["state_dict"])
-        mpnn.cpu().eval()
-        self.history = history.rows
-        self.sampler_history = [] if stats_cb is None else stats_cb.rows
-        state_ = None if sampler is None else sampler.curriculum_state
-        self.curriculum_history = [] if state_ is None else list(state_.history)
-        self.best_score = float(best)
-        scores = [r.get(MONITOR, math.inf) for r in self.history]
+        run = train_mpnn(mpnn, train_loader, val_loader, cfg, device, sampler, callbacks, logger, progress)
+        self.history = run.history
+        self.sampler_history = run.sampler_history
+        self.curriculum_history = run.curriculum_history
+        self.best_score = run.best_score
+        scores = [r.get(MONITOR, np.inf) for r in self.history]
         self.best_epoch = int(np.nanargmin(scores)) if scores else None
         self.epochs_trained = len(self.history)
         if calibrate:
@@ -484,7 +276,7 @@ class ChempropModel:
     def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
         """Per-task and macro metrics on labelled data (a dataset, or a frame with the SMILES
         column and any of the task columns)."""
-        smiles, Y = _labelled(data, self.config.data.smiles_col, self.task_names)
+        smiles, Y = labelled_arrays(data, self.config.data.smiles_col, self.task_names)
         predictions = self.predict(smiles)
         means = predictions[[f"{t}_pred" for t in self.task_names]].to_numpy()
         metrics = regression_metrics(Y, means, self.task_names)
@@ -496,35 +288,12 @@ class ChempropModel:
         """Write ``config.yaml``, ``weights.pt`` (state dict), ``training.json`` and, for a
         ``regression`` head with ``chemprop_copy``, ``chemprop/model.pt`` (the same model as
         Chemprop saves it, for ``chemprop predict --model-paths``; see
-        :mod:`admet.model.chemprop_export`; an ensemble writes its members' copies itself)."""
-        mpnn = self._require_trained()
+        :mod:`admet.model.chemprop_export`; an ensemble writes its members' copies itself).
+        The format is :mod:`admet.model.persistence`'s."""
+        self._require_trained()
         with writing(directory) as tmp:  # whole or absent; a second writer is refused
-            self._write(tmp, mpnn, chemprop_copy)
+            write_model(tmp, self, chemprop_copy)
         return Path(directory)
-
-    def _write(self, out: Path, mpnn: torch.nn.Module, chemprop_copy: bool) -> None:
-        from admet.model.chemprop_export import NotExportableError, save_chemprop
-
-        save_config(self.config, out / "config.yaml")
-        torch.save(mpnn.state_dict(), out / "weights.pt")
-        try:
-            if chemprop_copy:
-                save_chemprop(self, out / "chemprop" / "model.pt")
-        except NotExportableError as exc:
-            logger.info("no Chemprop copy in %s: %s", out, exc)
-        info = {
-            "task_names": self.task_names,
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "epochs_trained": self.epochs_trained,
-            "fit_seconds": self.fit_seconds,
-            "curriculum_history": self.curriculum_history,
-            "history": self.history,
-            "sampler_history": self.sampler_history,
-        }
-        (out / "training.json").write_text(json.dumps(info, indent=1, default=_json_default))
-        if self.calibration is not None:
-            (out / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=1))
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ChempropModel:
@@ -532,64 +301,4 @@ class ChempropModel:
         src = check_complete(directory)
         if not (src / "weights.pt").is_file():
             raise DataError(f"{src}: not a saved model (weights.pt missing)")
-        model = cls(load_config(src / "config.yaml"))
-        n = len(model.task_names)
-        model.mpnn = model._build_mpnn(np.zeros(n), np.ones(n))
-        model.mpnn.load_state_dict(torch.load(src / "weights.pt", map_location="cpu", weights_only=True))
-        model.mpnn.eval()
-        if (src / CALIBRATION_FILE).is_file():
-            model.calibration = Calibration.from_dict(json.loads((src / CALIBRATION_FILE).read_text()))
-        info_path = src / "training.json"
-        if info_path.is_file():
-            info = json.loads(info_path.read_text())
-            model.best_score = info.get("best_score")
-            model.best_epoch = info.get("best_epoch")
-            model.epochs_trained = info.get("epochs_trained", 0)
-            model.fit_seconds = info.get("fit_seconds", 0.0)
-            model.history = info.get("history", [])
-            model.sampler_history = info.get("sampler_history", [])
-            model.curriculum_history = [tuple(h) for h in info.get("curriculum_history", [])]
-        return model
-
-
-def resolve_device(accelerator: str) -> torch.device:
-    """The device a fit runs on: ``auto`` is the first visible GPU when CUDA is available,
-    else the CPU; ``cpu``/``gpu``/``cuda``/``cuda:K`` as named."""
-    name = str(accelerator).lower()
-    if name == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if name in ("gpu", "cuda"):
-        return torch.device("cuda:0")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"optimization.accelerator: unknown device {accelerator!r}") from None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _labelled(
-    data: MultitaskDataset | pd.DataFrame, smiles_col: str, task_names: Sequence[str]
-) -> tuple[list[str], np.ndarray]:
-    if isinstance(data, MultitaskDataset):
-        index = [data.task_names.index(t) if t in data.task_names else -1 for t in task_names]
-        Y = np.column_stack([data.Y[:, j] if j >= 0 else np.full(len(data), np.nan) for j in index])
-        return list(data.smiles), Y
-    if smiles_col not in data.columns:
-        raise DataError(f"missing SMILES column {smiles_col!r}; columns: {list(data.columns)}")
-    present = [t for t in task_names if t in data.columns]
-    if not present:
-        raise DataError(f"no task column among {list(task_names)}; columns: {list(data.columns)}")
-    Y = np.column_stack(
-        [
-            pd.to_numeric(data[t], errors="coerce").to_numpy(dtype=float)
-            if t in data.columns
-            else np.full(len(data), np.nan)
-            for t in task_names
-        ]
-    )
-    return list(data[smiles_col]), Y
+        return read_model(src, cls)

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from chemprop.data import TrainingBatch
 from chemprop.models import MPNN
-from chemprop.schedulers import build_NoamLike_LRSched
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
@@ -32,6 +31,7 @@ from admet.data.packed import LabelledBatch
 from admet.model.fused_adam import FusedAdamStep
 from admet.model.layers import SIZED_AGGREGATIONS
 from admet.model.metrics import error_metrics
+from admet.model.schedule import NoamSchedule
 
 __all__ = ["MONITOR", "MultitaskMPNN", "validation_metrics"]
 
@@ -147,6 +147,9 @@ class MultitaskMPNN(MPNN):
     # automatic loop would take them, but with Lightning's per-call hooks paid once per group.
     automatic_optimization = False
     steps_per_epoch: int | None = None  # optimiser steps per epoch (for the LR schedule)
+    # the fit's LR schedule (admet.model.schedule.noam_schedule of the run config), set by
+    # the builder; None: Chemprop's hyperparameters of this model over the trainer's epochs
+    schedule: NoamSchedule | None = None
     _direct_steps = False  # set per fit in on_train_start (wrappers_do_nothing)
     _optimizer_step: FusedAdamStep | None = None  # the direct path's, built at a fit's first step
 
@@ -180,9 +183,10 @@ class MultitaskMPNN(MPNN):
         fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES for p in params)
         opt = torch.optim.Adam(params, self.init_lr, fused=fused, foreach=not fused)
         steps = self.steps_per_epoch or self.trainer.num_training_batches
-        warmup = self.warmup_epochs * steps
-        cooldown = (self.trainer.max_epochs - self.warmup_epochs) * steps
-        sched = build_NoamLike_LRSched(opt, warmup, cooldown, self.init_lr, self.max_lr, self.final_lr)
+        schedule = self.schedule or NoamSchedule(
+            self.warmup_epochs, self.trainer.max_epochs, self.init_lr, self.max_lr, self.final_lr
+        )
+        sched = schedule.scheduler(opt, steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_train_start(self) -> None:

@@ -37,6 +37,10 @@ once:
 
 A member that stops early leaves the stack (:meth:`StackedMembers.keep`): the remaining
 members' tensors are copied into a smaller stack, so it costs nothing further.
+
+Over 350 lines because the batch layout, the vmapped forward and the hand-written message
+passing backward must agree index for index; the loop that drives them is
+:mod:`admet.model.stacked_fit`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from chemprop.schedulers import build_NoamLike_LRSched
 from lightning.pytorch import seed_everything
 from sklearn.preprocessing import StandardScaler
 
@@ -37,8 +36,10 @@ from admet.data import MultitaskDataset
 from admet.data.packed import EpochBatches, PackedGraphs, SeededShuffle
 from admet.errors import TrainingDivergedError
 from admet.model.callbacks import curriculum_scalars, sampler_statistics
-from admet.model.model import PREDICT_BATCH_SIZE, ChempropModel, freeze_startup_heap, resolve_device
+from admet.model.model import PREDICT_BATCH_SIZE, ChempropModel
 from admet.model.mpnn import MONITOR, MultitaskMPNN, validation_metrics
+from admet.model.runtime import freeze_startup_heap, resolve_device
+from admet.model.schedule import noam_schedule
 from admet.model.stacked import StackedAdam, StackedGraphs, StackedMembers, stackable
 
 __all__ = ["EpochReport", "fit_stacked", "stacking_refusal"]
@@ -135,13 +136,7 @@ def fit_stacked(
         batches = EpochBatches(order, opt.batch_size, drop_last=n % opt.batch_size == 1, n=n)
         mpnn = model._build_mpnn(mean, scale)  # the weights its own fit would start from
         mpnn.set_validation_info(model.task_names, val.quality)
-        steps = batches.n_batches
-        warmup = mpnn.warmup_epochs
-        dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=mpnn.init_lr)
-        sched = build_NoamLike_LRSched(
-            dummy, warmup * steps, (opt.max_epochs - warmup) * steps, mpnn.init_lr, mpnn.max_lr, mpnn.final_lr
-        )
-        lam, init_lr = sched.lr_lambdas[0], mpnn.init_lr
+        lr_at = noam_schedule(opt).lr_at(batches.n_batches)  # as the Lightning fit's scheduler
         targets += [(train.Y - mean) / scale, (val.Y - mean) / scale]
         members.append(
             _Member(
@@ -156,7 +151,7 @@ def fit_stacked(
                 mean=mean,
                 scale=scale,
                 batches=batches,
-                lr_at=lambda step, lam=lam, init_lr=init_lr: init_lr * lam(step),
+                lr_at=lr_at,
                 patience=opt.patience,
                 max_epochs=opt.max_epochs,
                 sampler=sampler,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -151,3 +152,33 @@ class DeliverCtrlC(Callback):
 
     def on_train_batch_end(self, *args: Any) -> None:
         interrupt.check()
+
+
+class StepTimer(Callback):
+    """Seconds spent in training epochs, validation excluded (``seconds``): the in-epoch
+    time throughput figures divide by. On CUDA each boundary waits for queued kernels."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._since: float | None = None
+
+    @staticmethod
+    def _now(module: pl.LightningModule) -> float:
+        if module.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(module.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._since = self._now(pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._since is not None:  # Lightning validates inside the training epoch
+            self.seconds += self._now(pl_module) - self._since
+            self._since = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._since is not None:
+            self.seconds += self._now(pl_module) - self._since
+            self._since = None

@@ -77,8 +77,8 @@ class ChempropModel:
 
     After :meth:`fit`: ``history`` (per-epoch logged metrics), ``sampler_history``
     (per-epoch sampler statistics), ``curriculum_history`` (phase changes),
-    ``best_score`` / ``best_epoch`` (``val/mae_macro``), ``epochs_trained`` and
-    ``fit_seconds``.
+    ``best_score`` / ``best_epoch`` (``val/mae_macro``), ``epochs_trained``,
+    ``fit_seconds`` and ``step_seconds`` (in training epochs, validation excluded).
     """
 
     def __init__(self, config: ChempropConfig) -> None:
@@ -92,6 +92,7 @@ class ChempropModel:
         self.best_epoch: int | None = None
         self.epochs_trained = 0
         self.fit_seconds = 0.0
+        self.step_seconds = 0.0  # in training epochs, validation excluded (throughput figures)
         self.mlflow_run_id: str | None = None
         self.calibration: Calibration | None = None
 
@@ -219,6 +220,7 @@ class ChempropModel:
         self.sampler_history = run.sampler_history
         self.curriculum_history = run.curriculum_history
         self.best_score = run.best_score
+        self.step_seconds = run.step_seconds
         scores = [r.get(MONITOR, np.inf) for r in self.history]
         self.best_epoch = int(np.nanargmin(scores)) if scores else None
         self.epochs_trained = len(self.history)

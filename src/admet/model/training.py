@@ -26,7 +26,13 @@ from torch.utils.data import DataLoader
 
 from admet.config import ChempropConfig
 from admet.errors import TrainingDivergedError
-from admet.model.callbacks import CurriculumCallback, DeliverCtrlC, EpochHistory, SamplerStatsCallback
+from admet.model.callbacks import (
+    CurriculumCallback,
+    DeliverCtrlC,
+    EpochHistory,
+    SamplerStatsCallback,
+    StepTimer,
+)
 from admet.model.mpnn import MONITOR, MultitaskMPNN
 from admet.model.runtime import no_nan_fill, quiet_lightning
 
@@ -36,12 +42,14 @@ __all__ = ["TrainedRun", "train_mpnn"]
 @dataclass
 class TrainedRun:
     """What one fit recorded: per-epoch logged metrics, per-epoch sampler statistics,
-    curriculum phase changes and the best ``val/mae_macro``."""
+    curriculum phase changes, the best ``val/mae_macro`` and the seconds in training
+    epochs (validation excluded)."""
 
     history: list[dict[str, float]]
     sampler_history: list[dict[str, Any]]
     curriculum_history: list[tuple[int, str]]
     best_score: float
+    step_seconds: float
 
 
 def _callbacks(cfg: ChempropConfig, sampler: Any, extra: Sequence[Callback]) -> tuple[list[Callback], Any]:
@@ -89,6 +97,7 @@ def train_mpnn(
     """
     opt = cfg.optimization
     history = EpochHistory()
+    timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="admet-ckpt-") as ckpt_dir:
         checkpoint = ModelCheckpoint(
             dirpath=ckpt_dir,
@@ -100,7 +109,7 @@ def train_mpnn(
             save_last=False,
         )
         all_callbacks, stats_cb = _callbacks(cfg, sampler, callbacks)
-        all_callbacks += [checkpoint, history]
+        all_callbacks += [checkpoint, history, timer]
         all_callbacks.extend(callbacks)
         with quiet_lightning():
             trainer = pl.Trainer(
@@ -143,4 +152,5 @@ def train_mpnn(
         sampler_history=[] if stats_cb is None else stats_cb.rows,
         curriculum_history=[] if curriculum is None else list(curriculum.history),
         best_score=float(best),
+        step_seconds=timer.seconds,
     )

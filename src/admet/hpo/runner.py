@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
-import torch
 from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -38,7 +40,6 @@ from admet.errors import (
 from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.db_connections import worker_connections
 from admet.hpo.mlflow_mirror import MlflowMirror
-from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import (
     OPTIMIZE_LOGGER,
@@ -54,20 +55,45 @@ from admet.hpo.storage import (
 )
 from admet.redact import mask_url
 
+if TYPE_CHECKING:
+    from admet.hpo.objective import Objective
+
 __all__ = ["WorkerResult", "create_or_load_study", "failure_streak", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
-CATCH = (
+# torch is imported only by an objective that trains: a worker with a custom objective
+# (the scale benchmark's) runs without torch and Chemprop, hundreds of MB less per worker
+_CATCH_WITHOUT_TORCH = (
     BudgetTakenError,
     TrainingDivergedError,
     DiskFullError,
     ConfigError,
     DataError,
     MemoryError,
-    torch.OutOfMemoryError,
 )
+
+
+def _catch() -> tuple[type[BaseException], ...]:
+    """The errors a trial fails with while the study goes on: torch's out-of-memory error
+    too once torch is loaded (nothing raises it before)."""
+    torch = sys.modules.get("torch")
+    return _CATCH_WITHOUT_TORCH + ((torch.OutOfMemoryError,) if torch is not None else ())
+
+
+def __getattr__(name: str) -> object:
+    if name == "CATCH":  # the full tuple, for callers that run optuna themselves
+        import torch  # noqa: F401
+
+        return _catch()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def worker_id() -> str:
+    """This process's name in the study: host and pid (as ``admet.hpo.objective.worker_id``,
+    which the objective stamps on its trials)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class _LostRaceWithoutTraceback(logging.Filter):
@@ -289,7 +315,10 @@ def run_worker(
         mask_url(url),
     )
     base = spec.base_run_config()
-    objective = objective or Objective(spec, base, progress=False)
+    if objective is None:
+        from admet.hpo.objective import Objective  # torch, Lightning, Chemprop: only to train
+
+        objective = Objective(spec, base, progress=False)
     callbacks: list = [_log_trial]
     if mlflow_enabled and base.mlflow.enabled:
         callbacks.append(MlflowMirror(spec.name, mlflow_tracking_uri or base.mlflow.tracking_uri, url))
@@ -334,7 +363,9 @@ def run_worker(
             objective.current_trial = None
             try:
                 interrupt.check()
-                study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
+                study.optimize(
+                    objective, n_trials=1, catch=_catch(), callbacks=callbacks, gc_after_trial=True
+                )
                 objective.current_trial = None
                 interrupt.check()  # one pressed during the trial and swallowed (in a finalizer)
             except KeyboardInterrupt:

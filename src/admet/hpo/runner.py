@@ -305,6 +305,11 @@ def run_worker(
         return WorkerResult(0, budget(probe)["FINISHED"], True, -1)
     index = _register_worker(probe) if worker_index is None else worker_index
     probe.set_user_attr("n_trials", spec.n_trials)  # the budget `status` reports
+    # the probe's pool would stay open beside the study's for the worker's life: twice the
+    # connections per direct worker that db_connections budgets for
+    engine = getattr(backend_of(storage_of(probe)), "engine", None)
+    if engine is not None:
+        engine.dispose()
     study = create_or_load_study(spec, url, index)
     logger.info(
         "worker %s (index %d, sampler seed %d) on study %r at %s",

@@ -133,15 +133,17 @@ def create_or_load_study(
     worker_index: int = 0,
     with_heartbeat: bool = True,
     allow_space_change: bool = False,
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
-    """The study on its storage, created on first use (``load_if_exists``).
+    """The study on its storage, created on first use (``load_if_exists``); on ``storage``
+    when given (an open one, whose connections are reused) instead of one opened here.
 
     Raises:
         ConfigError: the stored study has other directions, or was created with another
             search space (trials of two spaces would mix and TPE would model them as one),
             unless ``allow_space_change``.
     """
-    storage = open_storage(
+    storage = storage or open_storage(
         storage_url,
         heartbeat_interval=spec.heartbeat_interval if with_heartbeat else None,
         grace_period=spec.grace_period,
@@ -305,12 +307,10 @@ def run_worker(
         return WorkerResult(0, budget(probe)["FINISHED"], True, -1)
     index = _register_worker(probe) if worker_index is None else worker_index
     probe.set_user_attr("n_trials", spec.n_trials)  # the budget `status` reports
-    # the probe's pool would stay open beside the study's for the worker's life: twice the
-    # connections per direct worker that db_connections budgets for
-    engine = getattr(backend_of(storage_of(probe)), "engine", None)
-    if engine is not None:
-        engine.dispose()
-    study = create_or_load_study(spec, url, index)
+    # on the probe's storage: a second one would keep its own pool beside it for the worker's
+    # life, twice the connections per direct worker that db_connections budgets for (and
+    # closing the probe's instead hands its slots to waiting workers before this one is set)
+    study = create_or_load_study(spec, url, index, storage=backend_of(storage_of(probe)))
     logger.info(
         "worker %s (index %d, sampler seed %d) on study %r at %s",
         worker_id(),

@@ -346,6 +346,7 @@ def arm(server: str, proxy: bool, workers: int, args: argparse.Namespace, logs: 
     if args.max_db_connections:
         env["ADMET_MAX_DB_CONNECTIONS"] = str(args.max_db_connections)
     procs: list[subprocess.Popen] = []
+    files: list = []  # the logs' handles, closed at the end (128 workers x arms of them)
     workers_procs: list[tuple[int, subprocess.Popen]] = []
     counter = bench.connect()
     sampler = Sampler(bench, db, [counter.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()])
@@ -357,6 +358,7 @@ def arm(server: str, proxy: bool, workers: int, args: argparse.Namespace, logs: 
         if proxy:
             port = free_port()
             out = (logs / f"{tag}-proxy.log").open("w")
+            files.append(out)
             cmd = [sys.executable, "-m", "admet.hpo", "serve-storage", "--storage", url, "--port", str(port)]
             proxy_proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
             procs.append(proxy_proc)
@@ -370,6 +372,7 @@ def arm(server: str, proxy: bool, workers: int, args: argparse.Namespace, logs: 
                 time.sleep(0.2)
         for i in range(workers):
             out = (logs / f"{tag}-worker-{i}.log").open("w")
+            files.append(out)
             cmd = [sys.executable, __file__, "--worker", storage, "--sleep", str(args.sleep)]
             cmd += ["--spec", str(logs / "spec.pkl"), "--result", str(logs / f"{tag}-worker-{i}.json")]
             p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -402,6 +405,8 @@ def arm(server: str, proxy: bool, workers: int, args: argparse.Namespace, logs: 
         # workers first: a proxy stopped under them would leave them retrying
         _stop([p for _, p in workers_procs], args.stop_timeout)
         _stop(procs, 60)
+        for f in files:
+            f.close()
         sampler.stop.set()
         sampler.join(timeout=10)
         counter.close()
@@ -495,6 +500,9 @@ def render(data: dict) -> str:
             notes.append(
                 f"- {r['arm']}, {r['workers']} workers: {r['failed']} failed; first error: `{first}`"
             )
+        if not r.get("completed_window", True):
+            why = "the proxy exited or a worker failed"
+            notes.append(f"- {r['arm']}, {r['workers']} workers: did not run its window clean ({why})")
         if r["heavy_modules_in_workers"]:
             heavy = ", ".join(r["heavy_modules_in_workers"])
             notes.append(f"- {r['arm']}, {r['workers']} workers: workers loaded {heavy}")

@@ -88,7 +88,7 @@ def _render(script: str, data: str) -> str:
 
 def test_the_pages_have_generated_blocks():
     pages = {page for page, *_ in _blocks()}
-    assert {"ensemble_throughput.md", "train_dispatch.md"} <= pages
+    assert {"ensemble_throughput.md", "train_dispatch.md", "hpo_scale.md"} <= pages
 
 
 @pytest.mark.parametrize(("page", "script", "data", "body"), _blocks(), ids=lambda v: str(v)[:40])

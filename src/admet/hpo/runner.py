@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
-import torch
 from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -38,7 +40,6 @@ from admet.errors import (
 from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.db_connections import worker_connections
 from admet.hpo.mlflow_mirror import MlflowMirror
-from admet.hpo.objective import Objective, worker_id
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import (
     OPTIMIZE_LOGGER,
@@ -54,20 +55,45 @@ from admet.hpo.storage import (
 )
 from admet.redact import mask_url
 
+if TYPE_CHECKING:
+    from admet.hpo.objective import Objective
+
 __all__ = ["WorkerResult", "create_or_load_study", "failure_streak", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
-CATCH = (
+# torch is imported only by an objective that trains: a worker with a custom objective
+# (the scale benchmark's) runs without torch and Chemprop, hundreds of MB less per worker
+_CATCH_WITHOUT_TORCH = (
     BudgetTakenError,
     TrainingDivergedError,
     DiskFullError,
     ConfigError,
     DataError,
     MemoryError,
-    torch.OutOfMemoryError,
 )
+
+
+def _catch() -> tuple[type[BaseException], ...]:
+    """The errors a trial fails with while the study goes on: torch's out-of-memory error
+    too once torch is loaded (nothing raises it before)."""
+    torch = sys.modules.get("torch")
+    return _CATCH_WITHOUT_TORCH + ((torch.OutOfMemoryError,) if torch is not None else ())
+
+
+def __getattr__(name: str) -> object:
+    if name == "CATCH":  # the full tuple, for callers that run optuna themselves
+        import torch  # noqa: F401
+
+        return _catch()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def worker_id() -> str:
+    """This process's name in the study: host and pid (as ``admet.hpo.objective.worker_id``,
+    which the objective stamps on its trials)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class _LostRaceWithoutTraceback(logging.Filter):
@@ -107,15 +133,17 @@ def create_or_load_study(
     worker_index: int = 0,
     with_heartbeat: bool = True,
     allow_space_change: bool = False,
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
-    """The study on its storage, created on first use (``load_if_exists``).
+    """The study on its storage, created on first use (``load_if_exists``); on ``storage``
+    when given (an open one, whose connections are reused) instead of one opened here.
 
     Raises:
         ConfigError: the stored study has other directions, or was created with another
             search space (trials of two spaces would mix and TPE would model them as one),
             unless ``allow_space_change``.
     """
-    storage = open_storage(
+    storage = storage or open_storage(
         storage_url,
         heartbeat_interval=spec.heartbeat_interval if with_heartbeat else None,
         grace_period=spec.grace_period,
@@ -279,7 +307,10 @@ def run_worker(
         return WorkerResult(0, budget(probe)["FINISHED"], True, -1)
     index = _register_worker(probe) if worker_index is None else worker_index
     probe.set_user_attr("n_trials", spec.n_trials)  # the budget `status` reports
-    study = create_or_load_study(spec, url, index)
+    # on the probe's storage: a second one would keep its own pool beside it for the worker's
+    # life, twice the connections per direct worker that db_connections budgets for (and
+    # closing the probe's instead hands its slots to waiting workers before this one is set)
+    study = create_or_load_study(spec, url, index, storage=backend_of(storage_of(probe)))
     logger.info(
         "worker %s (index %d, sampler seed %d) on study %r at %s",
         worker_id(),
@@ -289,7 +320,10 @@ def run_worker(
         mask_url(url),
     )
     base = spec.base_run_config()
-    objective = objective or Objective(spec, base, progress=False)
+    if objective is None:
+        from admet.hpo.objective import Objective  # torch, Lightning, Chemprop: only to train
+
+        objective = Objective(spec, base, progress=False)
     callbacks: list = [_log_trial]
     if mlflow_enabled and base.mlflow.enabled:
         callbacks.append(MlflowMirror(spec.name, mlflow_tracking_uri or base.mlflow.tracking_uri, url))
@@ -334,7 +368,9 @@ def run_worker(
             objective.current_trial = None
             try:
                 interrupt.check()
-                study.optimize(objective, n_trials=1, catch=CATCH, callbacks=callbacks, gc_after_trial=True)
+                study.optimize(
+                    objective, n_trials=1, catch=_catch(), callbacks=callbacks, gc_after_trial=True
+                )
                 objective.current_trial = None
                 interrupt.check()  # one pressed during the trial and swallowed (in a finalizer)
             except KeyboardInterrupt:

@@ -47,11 +47,15 @@ def test_runner_imports_no_torch_until_an_objective_trains():
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
-def test_runner_worker_id_is_the_objectives():
-    from admet.hpo.objective import worker_id as objective_worker_id
-    from admet.hpo.runner import worker_id
+def test_runner_and_objective_name_the_worker_alike():
+    """failure_streak matches a worker's trials by the name the objective stamps on them."""
+    import os
+    import socket
 
-    assert worker_id() == objective_worker_id()  # failure_streak matches trials by it
+    from admet.hpo import objective, runner
+
+    assert runner.worker_id is objective.worker_id
+    assert runner.worker_id() == f"{socket.gethostname()}-{os.getpid()}"
 
 
 def test_catch_has_torch_out_of_memory_once_torch_is_loaded():

@@ -18,7 +18,6 @@ import copy
 import logging
 import math
 import shutil
-import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from admet.data import MultitaskDataset, default_cache, load_training_data
 from admet.errors import ConfigError, TrainingDivergedError, disk_full
 from admet.hpo.artifacts import upload_trial_artifacts
 from admet.hpo.budget import claim
+from admet.hpo.identity import worker_id
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import storage_of, trial_id_of, until_reachable
@@ -47,12 +47,6 @@ from admet.redact import mask_url
 __all__ = ["Objective", "TrialPruningCallback", "config_hash", "worker_id"]
 
 logger = logging.getLogger(__name__)
-
-
-def worker_id() -> str:
-    import os
-
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class TrialPruningCallback(Callback):

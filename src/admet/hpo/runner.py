@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from admet.errors import (
 )
 from admet.hpo.budget import BUDGET_TAKEN, budget, next_step
 from admet.hpo.db_connections import worker_connections
+from admet.hpo.identity import worker_id
 from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import (
@@ -88,12 +87,6 @@ def __getattr__(name: str) -> object:
 
         return _catch()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def worker_id() -> str:
-    """This process's name in the study: host and pid (as ``admet.hpo.objective.worker_id``,
-    which the objective stamps on its trials)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class _LostRaceWithoutTraceback(logging.Filter):

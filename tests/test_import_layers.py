@@ -18,10 +18,12 @@ import admet
 
 SRC = Path(admet.__file__).parent
 # Foundation modules every layer may use; they import nothing from admet but each other.
-BASE = {"errors", "interrupt", "paths", "redact", "_lazy"}
+BASE = {"errors", "interrupt", "paths", "redact", "_lazy", "_compat"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "_lazy": set(),
+    # adapters for private APIs of torch, Lightning, Chemprop and MLflow
+    "_compat": set(),
     "paths": set(),
     "redact": set(),
     "interrupt": set(),

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import torch
 from torch.optim import Adam, AdamW
-from torch.optim import optimizer as _optimizer
+
+from admet._compat import torch_private
 
 __all__ = ["FusedAdamStep", "adam_kernel"]
 
@@ -59,7 +60,7 @@ class FusedAdamStep:
     def _applies(opt: torch.optim.Optimizer) -> bool:
         if type(opt) not in (Adam, AdamW) or len(opt.param_groups) != 1:
             return False
-        if not (hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_")):
+        if not torch_private.fused_adam_available():
             return False  # private kernels a later torch may rename: then Optimizer.step
         group = opt.param_groups[0]
         params = group["params"]
@@ -86,15 +87,6 @@ class FusedAdamStep:
         self._state, self._group_params = opt.state, params
         return True
 
-    def _hooked(self) -> bool:
-        opt = self.optimizer
-        return bool(
-            opt._optimizer_step_pre_hooks
-            or opt._optimizer_step_post_hooks
-            or _optimizer._global_optimizer_pre_hooks
-            or _optimizer._global_optimizer_post_hooks
-        )
-
     def _shortcut_holds(self, group: dict, grads: list[torch.Tensor | None]) -> bool:
         """Whether the kernels on the lists read last compute exactly what ``opt.step()``
         would now: the same state tensors and parameters, no hook, every gradient there."""
@@ -109,7 +101,7 @@ class FusedAdamStep:
             and _group_flags_allow(group)
             and getattr(opt, "grad_scale", None) is None
             and getattr(opt, "found_inf", None) is None
-            and not self._hooked()
+            and not torch_private.step_hooks_registered(opt)
             and all(g is not None for g in grads)
         )
 
@@ -123,7 +115,7 @@ class FusedAdamStep:
                 self._read_state()
             return
         beta1, beta2 = group["betas"]
-        torch._foreach_add_(self._steps, 1)
+        torch_private.foreach_add_(self._steps, 1)
         adam_kernel(
             self._params,
             grads,
@@ -151,22 +143,18 @@ def adam_kernel(
     decoupled: bool = False,
 ) -> None:
     """Adam's (or AdamW's) fused update in place, the step counters already advanced: the
-    one call into PyTorch's private fused kernels (tests/model/test_fused_adam.py pins it)."""
-    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-    kernel(
+    one call into PyTorch's private fused kernels (through :mod:`admet._compat.torch_private`;
+    tests/model/test_fused_adam.py and tests/test_compat_torch.py pin it)."""
+    torch_private.fused_adam_(
         params,
         grads,
         exp_avgs,
         exp_avg_sqs,
-        [],
         steps,
-        amsgrad=False,
         lr=lr,
         beta1=betas[0],
         beta2=betas[1],
         weight_decay=weight_decay,
         eps=eps,
-        maximize=False,
-        grad_scale=None,
-        found_inf=None,
+        decoupled=decoupled,
     )

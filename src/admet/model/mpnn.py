@@ -27,6 +27,7 @@ from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
+from admet._compat import chemprop_private, lightning_private
 from admet.data.packed import LabelledBatch
 from admet.model.fused_adam import FusedAdamStep
 from admet.model.layers import SIZED_AGGREGATIONS
@@ -66,8 +67,7 @@ def wrappers_do_nothing(trainer: pl.Trainer, module: pl.LightningModule) -> bool
             for hook in (*_STEP_HOOKS, "backward")
         )
         and not isinstance(opt, list)
-        and callable(getattr(opt, "_on_before_step", None))
-        and callable(getattr(opt, "_on_after_step", None))
+        and lightning_private.has_step_callbacks(opt)
     )
 
 
@@ -87,7 +87,7 @@ def _criterion_sums(
     ``update`` (its value is sum / count), without the Metric's per-call bookkeeping."""
     lt_mask = torch.zeros_like(mask) if lt_mask is None else lt_mask
     gt_mask = torch.zeros_like(mask) if gt_mask is None else gt_mask
-    L = crit._calc_unreduced_loss(preds, targets, mask, weights, lt_mask, gt_mask)
+    L = chemprop_private.unreduced_loss(crit, preds, targets, mask, weights, lt_mask, gt_mask)
     # the weights multiplied first: they need no gradient, so backward takes one product
     return (L * (weights.view(-1, 1) * crit.task_weights * mask)).sum(), mask.sum()
 
@@ -120,7 +120,7 @@ class MultitaskMPNN(MPNN):
         if unsent and not self.trainer.sanity_checking:
             # Lightning's own path for logged metrics (same step and "epoch" as self.log's);
             # there is no public call that takes a plain dict without the result collection
-            self.trainer._logger_connector.log_metrics(dict(unsent))
+            lightning_private.log_metrics(self.trainer, unsent)
         self._unsent = {}
 
     def set_validation_info(self, task_names: Sequence[str], val_quality: Sequence[str] | None) -> None:
@@ -228,12 +228,12 @@ class MultitaskMPNN(MPNN):
                 # counters are Lightning's own, so trainer.global_step stays right; the
                 # optimiser's fused kernel is called without Optimizer.step's bookkeeping
                 loss.backward()
-                opt._on_before_step()
+                lightning_private.before_optimizer_step(opt)
                 step = self._optimizer_step
                 if step is None or step.optimizer is not opt.optimizer:  # a fit's first, or swapped
                     step = self._optimizer_step = FusedAdamStep(opt.optimizer)
                 step()
-                opt._on_after_step()
+                lightning_private.after_optimizer_step(opt)
             else:
                 self.manual_backward(loss)
                 opt.step()

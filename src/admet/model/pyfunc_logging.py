@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from admet._compat import mlflow_private
 from admet.model.calibration import PREDICTION_SUFFIXES, prediction_columns
 from admet.redact import mask_url
 
@@ -128,7 +129,6 @@ def log_pyfunc(
     """
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
     from mlflow.types import ColSpec, Schema
 
     col = model.config.data.smiles_col
@@ -142,7 +142,7 @@ def log_pyfunc(
     code = str(Path(__file__).resolve().parents[1])  # the admet package travels with the model
     with tempfile.TemporaryDirectory(prefix="admet-pyfunc-") as tmp:
         folder = Path(saved_dir) if saved_dir is not None else model.save(Path(tmp) / "model")
-        with _use_tracking_uri(tracking_uri):
+        with mlflow_private.use_tracking_uri(tracking_uri):
             nested = mlflow.active_run() is not None
             with mlflow.start_run(run_id=run_id, nested=nested):
                 info = mlflow.pyfunc.log_model(

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
+from admet._compat import chemprop_private, torch_private
 from admet.data.packed import PackedGraphs, _ranges
 from admet.model.fused_adam import adam_kernel
 from admet.model.layers import SIZED_AGGREGATIONS, _sum_into
@@ -369,7 +370,7 @@ class StackedMembers:
         crit = self.criterion
         no = torch.zeros_like(mask)
         weights = torch.ones((*preds.shape[:-1], 1), device=preds.device, dtype=preds.dtype)
-        L = crit._calc_unreduced_loss(preds, targets, mask, weights, no, no)
+        L = chemprop_private.unreduced_loss(crit, preds, targets, mask, weights, no, no)
         task_weights = self.buffers["predictor.criterion.task_weights"]  # (M, 1, T)
         return (L * task_weights * mask).sum((1, 2)), mask.sum((1, 2))
 
@@ -513,12 +514,12 @@ class StackedAdam:
 
     def zero_grad(self) -> None:
         """Zero the gradients in place (their per-member views stay valid)."""
-        torch._foreach_zero_([p.grad for p in self.params])
+        torch_private.foreach_zero_([p.grad for p in self.params])
 
     @torch.no_grad()
     def step(self, lrs: Sequence[float]) -> None:
         """One Adam step of every member, member ``m`` at learning rate ``lrs[m]``."""
-        torch._foreach_add_(self.steps, 1)
+        torch_private.foreach_add_(self.steps, 1)
         by_lr: dict[float, list[int]] = {}
         for m, lr in enumerate(lrs):
             by_lr.setdefault(float(lr), []).append(m)

@@ -43,3 +43,15 @@ def test_importing_the_adapter_does_not_import_mlflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_the_users_mlflow_tracking_uri_variable_survives_the_block(tmp_path, monkeypatch):
+    """MLflow's set_tracking_uri writes MLFLOW_TRACKING_URI (and deletes it when restoring
+    None): after the block the variable the user set, and so the URI, is back."""
+    import os
+
+    theirs = f"sqlite:///{tmp_path / 'theirs.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", theirs)
+    with mlflow_private.use_tracking_uri(f"sqlite:///{tmp_path / 'ours.db'}"):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == theirs and mlflow.get_tracking_uri() == theirs

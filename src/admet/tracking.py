@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from admet._compat.mlflow_private import use_tracking_uri
 from admet.paths import home
 from admet.redact import mask_url
 
@@ -236,6 +237,15 @@ def _safe_mlflow_logger_class() -> type:
         def finalize(self, status: str = "success") -> None:
             # the tracker ends the run itself, with the member's final metrics
             self._guard("finalize", lambda: None)
+
+        @property
+        def experiment(self) -> Any:
+            # Lightning's logger sets the process-wide tracking URI the first time it is
+            # used; a fit must not change where later fluent MLflow calls of the process go
+            if not self._tracking_uri:
+                return MLFlowLogger.experiment.fget(self)  # type: ignore[attr-defined]
+            with use_tracking_uri(self._tracking_uri):
+                return MLFlowLogger.experiment.fget(self)  # type: ignore[attr-defined]
 
     return SafeMLFlowLogger
 

@@ -218,12 +218,18 @@ def test_metrics_against_hand_computation():
 
 @pytest.mark.slow
 def test_single_model_with_mlflow_logs_every_epochs_sampler_statistics(synthetic_csv, tmp_path, monkeypatch):
+    import mlflow
     from mlflow import MlflowClient
 
     monkeypatch.setenv("ADMET_HOME", str(tmp_path))
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracked = {"mlflow__enabled": True, "mlflow__tracking_uri": uri, "mlflow__experiment_name": "m"}
     model, _, _ = _fit(synthetic_csv, **tracked)
+    # the fit logged to its own store without moving the process's (Lightning's logger
+    # would set it globally): fluent MLflow calls afterwards still go where they went
+    assert mlflow.get_tracking_uri() == elsewhere
     client = MlflowClient(uri)
     run = client.get_run(model.mlflow_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["admet.kind"] == "model"

@@ -6,15 +6,28 @@ MLflow is imported inside the function, so importing this module does not import
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = ["use_tracking_uri"]
 
 
-def use_tracking_uri(uri: str) -> AbstractContextManager[None]:
+@contextmanager
+def use_tracking_uri(uri: str) -> Iterator[None]:
     """``mlflow.tracking._tracking_service.utils._use_tracking_uri``: ``uri`` is the
     process's tracking URI inside the block (fluent calls such as ``start_run`` use it) and
-    the previous setting is back after it, also on an error."""
+    the previous setting is back after it, also on an error. MLflow's ``set_tracking_uri``
+    also writes (and on restoring None deletes) ``MLFLOW_TRACKING_URI`` in the environment,
+    so the variable the user set is put back too."""
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    return _use_tracking_uri(uri)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before

@@ -206,7 +206,6 @@ def test_the_optimize_loop_logs_through_the_named_logger(storage):
 def test_the_grpc_client_is_built_by_setup_from_host_and_port():
     """``HeartbeatGrpcStorage._setup`` replaces the channel; Optuna's client must keep
     building channel, stub and cache there from ``_host``/``_port``."""
-    pytest.importorskip("grpc")
     seen: dict[str, object] = {}
 
     class Probe(GrpcStorageProxy):
@@ -225,8 +224,9 @@ def test_the_grpc_client_is_built_by_setup_from_host_and_port():
 
 
 def test_the_proxy_service_registers_on_a_grpc_server(storage):
-    grpc = pytest.importorskip("grpc")
     from concurrent.futures import ThreadPoolExecutor
+
+    import grpc  # a dependency of admet (pyproject), never optional
 
     server = grpc.server(ThreadPoolExecutor(max_workers=1))
     private.add_proxy_service(optuna.storages.get_storage(storage), server)

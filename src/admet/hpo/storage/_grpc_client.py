@@ -33,14 +33,12 @@ What works through the proxy, and how:
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import optuna
@@ -51,7 +49,7 @@ from optuna.trial import FrozenTrial, TrialState
 from admet.errors import StorageError
 from admet.hpo.storage._heartbeat import heartbeat_kwargs
 from admet.hpo.storage._optuna_private import BaseHeartbeat, grpc_stub_and_cache, trial_id_of
-from admet.hpo.storage._retry import CLIENT_TOKEN, TOKENS, retry_seconds
+from admet.hpo.storage._retry import CLIENT_TOKEN, retry_seconds, tagged_template
 from admet.hpo.storage._urls import parse_grpc_url
 
 __all__ = [
@@ -193,25 +191,7 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         """Optuna's call, with this request's own token in the template (a retried request
         returns the trial the first one created; a copied trial's old token is dropped)."""
-        if template_trial is None:  # what Optuna's storage would insert: RUNNING, started now
-            template = FrozenTrial(
-                number=-1,
-                state=TrialState.RUNNING,
-                value=None,
-                values=None,
-                datetime_start=datetime.now(),
-                datetime_complete=None,
-                params={},
-                distributions={},
-                user_attrs={},
-                system_attrs={},
-                intermediate_values={},
-                trial_id=-1,
-            )
-        else:
-            template = copy.deepcopy(template_trial)
-        attrs = {k: v for k, v in template.system_attrs.items() if k not in TOKENS}
-        template.system_attrs = {**attrs, CLIENT_TOKEN: uuid.uuid4().hex}
+        template = tagged_template(template_trial, CLIENT_TOKEN, uuid.uuid4().hex)
         return super().create_new_trial(study_id, template)
 
     def set_trial_state_values(

@@ -35,7 +35,6 @@ server is still committing.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import logging
@@ -70,9 +69,9 @@ from admet.hpo.storage._retry import (
     CREATE_TOKEN,
     STATE_TOKEN,
     STORAGE_ERRORS,
-    TOKENS,
     connection_lost,
     retrying,
+    tagged_template,
     with_retries,
 )
 
@@ -175,25 +174,7 @@ class ResilientRDBStorage(RDBStorage):
         token = client if isinstance(client, str) and client else uuid.uuid4().hex
         if token == client:
             self._create_attempted.add(token)
-        if template_trial is None:
-            template = FrozenTrial(
-                number=-1,
-                state=TrialState.RUNNING,
-                value=None,
-                values=None,
-                datetime_start=datetime.now(),
-                datetime_complete=None,
-                params={},
-                distributions={},
-                user_attrs={},
-                system_attrs={},
-                intermediate_values={},
-                trial_id=-1,
-            )
-        else:
-            template = copy.deepcopy(template_trial)
-        attrs = {k: v for k, v in template.system_attrs.items() if k not in TOKENS}
-        template.system_attrs = {**attrs, CREATE_TOKEN: token}
+        template = tagged_template(template_trial, CREATE_TOKEN, token)
         try:
             return with_retries(self, lambda _repeat: rdb_create_new_trial(self, study_id, template))
         finally:

@@ -15,15 +15,18 @@ reports what its lost attempt did (see :mod:`admet.hpo.storage._rdb`).
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from admet.errors import StorageError
@@ -39,6 +42,7 @@ __all__ = [
     "connection_lost",
     "retry_seconds",
     "retrying",
+    "tagged_template",
     "until_reachable",
     "wait_for_slot",
     "with_retries",
@@ -168,3 +172,29 @@ def until_reachable(call: Callable[[], Any], what: str = "the study database") -
                 warned = True
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
+
+
+def tagged_template(template_trial: FrozenTrial | None, key: str, token: str) -> FrozenTrial:
+    """The trial a create call inserts, tagged ``key: token``: a copy of ``template_trial``
+    without the tokens it was created with, or, without one, what Optuna's storage inserts
+    for ``ask`` (RUNNING, started now, nothing else)."""
+    if template_trial is None:
+        template = FrozenTrial(
+            number=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            values=None,
+            datetime_start=datetime.now(),
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=-1,
+        )
+    else:
+        template = copy.deepcopy(template_trial)
+    attrs = {k: v for k, v in template.system_attrs.items() if k not in TOKENS}
+    template.system_attrs = {**attrs, key: token}
+    return template

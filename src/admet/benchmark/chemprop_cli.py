@@ -132,6 +132,7 @@ def hpopt_record(
     epochs: int,
     search: Sequence[str] | None,
     progress: bool,
+    max_trials: int = 10_000,
 ) -> dict[str, Any]:
     """The run's one ``chemprop hpopt`` (run now, or read back): on the whole training table,
     which the study also searched on; the benchmark's test splits are separate files."""
@@ -150,6 +151,7 @@ def hpopt_record(
         seed=cfg.optimization.seed,
         keywords=list(search or SEARCH_KEYWORDS),
         quiet=not progress,
+        max_trials=max_trials,
     )
 
 

@@ -180,6 +180,7 @@ def run_hpopt(
     seed: int = 0,
     keywords: Sequence[str] = SEARCH_KEYWORDS,
     quiet: bool = True,
+    max_trials: int = 10_000,
 ) -> dict[str, Any]:
     """Run (or read back) one budgeted ``chemprop hpopt`` on ``table`` (``SMILES`` and the
     target columns); returns the record (module docstring). Its log is ``hpopt.log``."""
@@ -210,6 +211,7 @@ def run_hpopt(
             budget_seconds=budget_minutes * 60,
             seed=seed,
             keywords=keywords,
+            num_samples=max_trials,  # the budget ends the run long before the default
         )
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "RAY_DEDUP_LOGS": "0"}
         started = time.time()

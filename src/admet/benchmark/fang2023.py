@@ -123,6 +123,7 @@ def run_benchmark(
     hpopt_minutes: float = HPOPT_MINUTES,
     hpopt_epochs: int = HPOPT_EPOCHS,
     hpopt_search: Sequence[str] | None = None,
+    hpopt_max_trials: int = 10_000,
 ) -> tuple[BenchmarkResult, Path]:
     """Train and score every (variant, endpoint, seed) cell not yet in the run folder;
     returns the result over all finished cells and the folder.
@@ -134,9 +135,9 @@ def run_benchmark(
 
     ``chemprop-hpopt`` first runs ``chemprop hpopt`` once per run folder on the whole
     training table (``hpopt_minutes`` of wall clock, ``hpopt_epochs`` a trial; never a test
-    split), then trains each cell with its best config; ``chemprop-tuned`` trains each cell
-    with the benchmark config's hyperparameters written as a Chemprop config, with the
-    substitutions that needs recorded in the cells.
+    split; ``hpopt_max_trials`` ends it sooner), then trains each cell with its best
+    config; ``chemprop-tuned`` trains each cell with the benchmark config's hyperparameters
+    written as a Chemprop config, with the substitutions that needs recorded in the cells.
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -217,7 +218,14 @@ def run_benchmark(
         config_path = None
         if variant == "chemprop-hpopt":
             record = hpopt_record(
-                out_dir, configs[variant], data, hpopt_minutes, hpopt_epochs, hpopt_search, progress=progress
+                out_dir,
+                configs[variant],
+                data,
+                hpopt_minutes,
+                hpopt_epochs,
+                hpopt_search,
+                progress=progress,
+                max_trials=hpopt_max_trials,
             )
             config_path = out_dir / HPOPT_DIR / "best_config.toml"
             peer = {"hpopt_trials": record["trials_finished"], "hpopt_wall_seconds": record["wall_seconds"]}

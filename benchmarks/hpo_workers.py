@@ -85,6 +85,10 @@ def worker(storage: str, sleep: float, result: Path, spec_path: Path) -> int:
     import logging
     import warnings
 
+    # the driver stops its workers with SIGINT; one started in the background (nohup, `&`)
+    # hands them SIGINT ignored, and then nothing but the stop timeout's SIGKILL ends them,
+    # before they write their result files
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     import optuna

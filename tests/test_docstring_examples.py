@@ -17,7 +17,7 @@ LIGHT = [
     "admet.sampling.curriculum",
     "admet.sampling.joint",
     "admet.data.packed",
-    "admet.config.legacy",
+    "admet.config.legacy._keys",
     "admet.model.heads",
     "admet.model.calibration",
 ]

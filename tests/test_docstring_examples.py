@@ -18,6 +18,7 @@ LIGHT = [
     "admet.sampling.joint",
     "admet.data.packed",
     "admet.config.legacy._keys",
+    "admet.config.legacy._ray_tune_space",
     "admet.model.heads",
     "admet.model.calibration",
 ]

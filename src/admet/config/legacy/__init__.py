@@ -8,7 +8,8 @@ private modules that hold one concept each:
   (sampling keys moved under ``joint_sampling``, comments kept) and
   :func:`translate_legacy` (renamed keys, aliases, keys with no effect, unimplemented
   sections), both applied by :func:`admet.config.load_config`;
-* :mod:`._ray_tune`: a Ray Tune HPO file converted into a study file of :mod:`admet.hpo`
+* :mod:`._ray_tune_space` and :mod:`._ray_tune`: a Ray Tune HPO file converted into a
+  study file of :mod:`admet.hpo`, its search space and the rest of the file
   (:func:`convert_ray_tune`, :func:`is_ray_tune_file`);
 * :mod:`._yaml_layout`: a rewritten mapping written back in its file's layout (comments,
   indentation, null spellings);
@@ -35,7 +36,8 @@ from admet.config.legacy._keys import (
     apply_legacy,
     translate_legacy,
 )
-from admet.config.legacy._ray_tune import RAY_TUNE_TYPES, convert_ray_tune, is_ray_tune_file
+from admet.config.legacy._ray_tune import convert_ray_tune, is_ray_tune_file
+from admet.config.legacy._ray_tune_space import RAY_TUNE_TYPES
 
 _MIGRATION = {
     name: "admet.config.legacy._migrate"

@@ -26,6 +26,10 @@ Optuna pruner's arguments). An optional ``refit:`` section (``top_k``, ``members
 A Ray Tune HPO file of the original project (``search_space`` of ``choice``/``uniform``/...
 entries, ``asha``, ``resources``) is recognised and converted on load, see
 :mod:`admet.config.legacy`.
+
+Over 350 lines because every key of a study file is validated here with an error that
+names it (entry types, conditions, ``scale_by``, registered choices, sampler, pruner,
+refit).
 """
 
 from __future__ import annotations

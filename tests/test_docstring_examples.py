@@ -17,7 +17,8 @@ LIGHT = [
     "admet.sampling.curriculum",
     "admet.sampling.joint",
     "admet.data.packed",
-    "admet.config.legacy",
+    "admet.config.legacy._keys",
+    "admet.config.legacy._ray_tune_space",
     "admet.model.heads",
     "admet.model.calibration",
 ]

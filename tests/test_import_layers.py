@@ -108,6 +108,41 @@ def test_the_rule_checker_sees_a_violation(tmp_path):
     assert found == ["admet.model"] and layer(found[0]) not in ALLOWED["config"]
 
 
+def private_imports(path: Path, module: str) -> Iterator[tuple[int, str]]:
+    """Imports by ``module`` of a package's private module (``admet.x._y``, ``admet.x.y._z``)
+    from outside that package. ``admet._compat`` and ``admet._lazy`` are foundations every
+    layer uses, and dunder modules (``__main__``) are not private."""
+    for line, target in admet_imports(path, module):
+        parts = target.split(".")
+        for i in range(2, len(parts)):
+            if parts[i].startswith("_") and not parts[i].startswith("__"):
+                owner = ".".join(parts[:i])
+                if module != owner and not module.startswith(owner + "."):
+                    yield line, target
+                break
+
+
+def test_private_modules_are_imported_only_inside_their_package():
+    """A package laid out as ``optuna.storages`` (``admet.hpo.storage``,
+    ``admet.config.legacy``) is used through its ``__init__``; only its own modules import
+    its private ones."""
+    problems = [
+        f"{path.relative_to(SRC.parent)}:{line}: {target}"
+        for module, path in modules()
+        for line, target in private_imports(path, module)
+    ]
+    assert not problems, "private modules imported from outside their package:\n" + "\n".join(problems)
+
+
+def test_the_private_import_checker_sees_one(tmp_path):
+    bad = tmp_path / "admet" / "hpo" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("from admet.config.legacy._keys import apply_legacy\nfrom admet._compat import x\n")
+    assert [t for _, t in private_imports(bad, "admet.hpo.bad")] == ["admet.config.legacy._keys"]
+    inside = [t for _, t in private_imports(bad, "admet.config.legacy._migrate")]
+    assert inside == []
+
+
 def import_graph(top_level_only: bool) -> dict[str, set[str]]:
     """Module -> the ``admet`` modules it imports (a name imported from a package counts
     as the package)."""

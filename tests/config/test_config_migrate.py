@@ -166,7 +166,7 @@ def test_migration_keeps_comments_nulls_and_indentation_of_a_commented_file(tmp_
     """Header comments move with their section, inline comments stay on their key, a key
     that is gone is left as a comment saying what became of it, nulls keep their spelling
     and the file keeps its 4-space indentation (expected text written by hand)."""
-    from admet.config.migrate import migrate_file
+    from admet.config.legacy import migrate_file
 
     path = tmp_path / "legacy.yaml"
     path.write_text((COMMENTED / "legacy.yaml").read_text())
@@ -184,7 +184,7 @@ def test_migration_keeps_comments_nulls_and_indentation_of_a_commented_file(tmp_
 def test_migration_layout_with_dashes_at_key_column_and_moved_section_at_the_end(tmp_path):
     """Sequences written ``- x`` under their key stay so; a section moved from the end of
     the file takes its header and its first key's comment with it; the trailer stays last."""
-    from admet.config.migrate import migrate_file
+    from admet.config.legacy import migrate_file
 
     path = tmp_path / "end.yaml"
     path.write_text(
@@ -241,7 +241,7 @@ def test_migration_layout_with_dashes_at_key_column_and_moved_section_at_the_end
 
 def test_file_with_anchors_is_refused_not_expanded(tmp_path):
     """A rewrite would turn aliases and merge keys into copies: the file is left alone."""
-    from admet.config.migrate import migrate_file
+    from admet.config.legacy import migrate_file
 
     path = tmp_path / "anchors.yaml"
     text = "base: &b\n  depth: 2\nmodel:\n  <<: *b\noptimization:\n  task_sampling_alpha: 0.1\n"

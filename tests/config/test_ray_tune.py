@@ -15,8 +15,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from admet.config import ray_tune
-from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
+from admet.config.legacy import _ray_tune as ray_tune
+from admet.config.legacy import convert_ray_tune, is_ray_tune_file
 from admet.errors import ConfigError
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import load_study_spec, studies_dir

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from admet.config import load_config
-from admet.config.ray_tune import convert_ray_tune
+from admet.config.legacy import convert_ray_tune
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS, Registry, sampler_name
 from admet.errors import ConfigError
 

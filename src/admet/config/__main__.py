@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import yaml
 
+from admet.config.legacy import migrate_paths
 from admet.config.loader import config_to_dict, load_config
-from admet.config.migrate import migrate_paths
 from admet.errors import cli_errors
 
 

@@ -6,10 +6,9 @@ old files and Ray Tune spaces use for it, the name of its Chemprop counterpart (
 Chemprop cannot express it) and the builder the model layer registered for it. Every
 place that used to keep its own list reads the registry instead: config validation
 (:func:`admet.config.load_config`, one-line :class:`~admet.errors.ConfigError` naming the
-key and the allowed values), legacy aliases (:mod:`admet.config.legacy`), the Ray Tune
-conversion (:mod:`admet.config.ray_tune`), the Chemprop export
-(:mod:`admet.model.chemprop_export`) and a study's ``choices: registered``
-(:mod:`admet.hpo.spec`).
+key and the allowed values), legacy aliases and the Ray Tune conversion
+(:mod:`admet.config.legacy`), the Chemprop export (:mod:`admet.model.chemprop_export`) and
+a study's ``choices: registered`` (:mod:`admet.hpo.spec`).
 
 Why here: the layers run config -> data/sampling -> model -> hpo, and a config must be
 validated without importing torch, so the names live in the config layer and the model

@@ -10,6 +10,10 @@ Each worker registers in the study and gets the next worker index, chosen atomic
 the database, never reused; its TPE sampler is seeded with ``seed + index``, so parallel
 (and restarted) workers explore differently while a lone worker on a fresh study with a
 fixed seed is reproducible.
+
+Over 350 lines because one worker's loop (the shared budget, waiting for running trials,
+Ctrl-C, races lost to other workers, database outages, failure streaks) is one piece of
+state, read best in one place; a trial's own work is :mod:`admet.hpo.objective`'s.
 """
 
 from __future__ import annotations

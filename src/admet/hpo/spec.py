@@ -25,7 +25,11 @@ Optuna pruner's arguments). An optional ``refit:`` section (``top_k``, ``members
 
 A Ray Tune HPO file of the original project (``search_space`` of ``choice``/``uniform``/...
 entries, ``asha``, ``resources``) is recognised and converted on load, see
-:mod:`admet.config.ray_tune`.
+:mod:`admet.config.legacy`.
+
+Over 350 lines because every key of a study file is validated here with an error that
+names it (entry types, conditions, ``scale_by``, registered choices, sampler, pruner,
+refit).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 import optuna
 
 from admet.config import get_dotted, load_config, parse_overrides, read_yaml
-from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
+from admet.config.legacy import convert_ray_tune, is_ray_tune_file
 from admet.config.registry import REGISTRIES
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError

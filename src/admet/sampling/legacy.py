@@ -7,6 +7,10 @@
   probability proportional to its curriculum weight in the current phase; exactly
   ``JointSampler`` in ``multiplicative`` mode with ``task_alpha = 0`` (every labelled
   molecule has task weight 1). Without targets, every molecule counts as labelled.
+
+The rest of the compatibility with the original project (its config keys, its Ray Tune
+files, ``migrate``) is in :mod:`admet.config.legacy`; these stay here because they are
+samplers, and the config layer imports nothing from the sampling layer.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ ignored: a repeat writes the same row again). The writes that are not are made s
 Both tokens are looked up after the row lock the write itself takes (the study row for a
 new trial, the trial row for a state change), so the repeat waits for a first attempt the
 server is still committing.
+
+Over 350 lines because every write made repeatable above is an override of
+``RDBStorage`` in the one class, next to the token lookups they share.
 """
 
 from __future__ import annotations

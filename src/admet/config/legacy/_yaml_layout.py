@@ -24,6 +24,9 @@ Limits: comments are found line by line (``#`` preceded by whitespace, outside a
 scalar that starts and ends on the line); lines inside block scalars (``|``, ``>``) are
 left alone; multi-line quoted scalars and flow collections spanning lines keep their
 values but a ``#`` inside them on a continuation line would be read as a comment.
+
+Over 350 lines because reading the file's layout (comments, nulls, indentation, block
+scalars) and writing the new mapping in it must agree line for line.
 """
 
 from __future__ import annotations

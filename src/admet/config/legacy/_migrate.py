@@ -27,10 +27,10 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from admet.config.legacy import apply_legacy
+from admet.config.legacy._keys import apply_legacy
+from admet.config.legacy._ray_tune import convert_ray_tune, is_ray_tune_file
+from admet.config.legacy._yaml_layout import dump_like
 from admet.config.loader import load_config
-from admet.config.ray_tune import convert_ray_tune, is_ray_tune_file
-from admet.config.yaml_layout import dump_like
 from admet.errors import ConfigError
 
 KeyPath = tuple[Any, ...]

@@ -20,6 +20,9 @@ LIGHT = [
     "admet.config.legacy",
     "admet.model.heads",
     "admet.model.calibration",
+    "admet.config.tiers",
+    "admet.data.tiers",
+    "admet.model.mpnn",
 ]
 # these train real (tiny) models
 HEAVY = ["admet.model.ensemble", "admet.hpo.runner"]

@@ -54,16 +54,15 @@ def apply_tier_use(ds: MultitaskDataset, cfg: object) -> MultitaskDataset:
             columns are neither the target columns nor the output columns.
     """
     targets = list(cfg.data.target_cols)  # type: ignore[attr-defined]
-    outputs = output_tasks(cfg)
-    if list(ds.task_names) == outputs:
-        return ds
-    if list(ds.task_names) != targets:
-        raise DataError(f"tier use needs a table with columns {targets}, got {list(ds.task_names)}")
     tiers = tier_names(cfg)
     dropped = [t for t in tiers if tier_use(cfg, t) == "drop"]
     auxiliary = [t for t in tiers if tier_use(cfg, t) == "auxiliary_task"]
     if not dropped and not auxiliary:
         return ds
+    if auxiliary and list(ds.task_names) == output_tasks(cfg):
+        return ds  # applied already (dropping again would change nothing either)
+    if list(ds.task_names) != targets:
+        raise DataError(f"tier use needs a table with columns {targets}, got {list(ds.task_names)}")
     quality = _quality(ds, "data.tier_use")
     if dropped:
         ds = ds.subset(np.flatnonzero(~np.isin(quality, dropped)))

@@ -190,3 +190,12 @@ def test_auxiliary_columns_train_with_every_head_and_stay_hidden_when_saved(tier
 
         copy = MPNN.load_from_file(folder / "chemprop" / "model.pt")
         assert copy.predictor.n_tasks == 3
+
+
+def test_a_validation_table_without_the_scored_tiers_is_a_one_line_error():
+    from admet.errors import DataError
+
+    cfg = load_config({}, ["data.target_cols=[HLM]", "optimization.validation_qualities=[high]"])
+    val = MultitaskDataset(["C", "CC"], np.array([[1.0], [2.0]]), ["HLM"], quality=["low", "medium"])
+    with pytest.raises(DataError, match=r"^optimization.validation_qualities=\['high'\]: the validation"):
+        ValidationScope.of(cfg, val)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from admet.data import MultitaskDataset, validation_rows
+from admet.errors import DataError
 
 __all__ = ["ValidationScope"]
 
@@ -39,8 +40,20 @@ class ValidationScope:
 
     @classmethod
     def of(cls, cfg: object, val: MultitaskDataset) -> ValidationScope:
-        """The scope of the validation table ``val`` under the run config ``cfg``."""
-        return cls(validation_rows(val, cfg), len(cfg.data.target_cols))  # type: ignore[attr-defined]
+        """The scope of the validation table ``val`` under the run config ``cfg``.
+
+        Raises:
+            DataError: ``optimization.validation_qualities`` keeps no row of ``val`` (a fold
+                without those tiers would otherwise fail as a diverged fit).
+        """
+        rows = validation_rows(val, cfg)
+        if rows is not None and len(rows) and not rows.any():
+            wanted = list(cfg.optimization.validation_qualities)  # type: ignore[attr-defined]
+            raise DataError(
+                f"optimization.validation_qualities={wanted}: the validation table "
+                f"({len(rows)} rows) has no row of these tiers"
+            )
+        return cls(rows, len(cfg.data.target_cols))  # type: ignore[attr-defined]
 
     @classmethod
     def everything(cls, n_tasks: int) -> ValidationScope:

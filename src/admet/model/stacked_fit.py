@@ -6,9 +6,12 @@ seed as :meth:`ChempropModel._fit` builds them), its training fold and target sc
 sampler stream (a :class:`~admet.sampling.JointSampler` with its seed, curriculum phase and
 epoch counter, or the seeded shuffle), its Noam learning-rate schedule counted in its own
 steps, its validation fold, early stopping on ``val/mae_macro`` with its patience, and its
-best-epoch weights. Members advance in lock step, one batch each per step; a member whose
-epoch ends is validated at that step (members with equal folds end together and are
-validated together) while the others train on. A member that stops leaves the stack.
+best-epoch weights. ``val_loss`` and ``val/mae_macro`` read the labels of the member's
+:class:`~admet.model.validation_scope.ValidationScope` (the tiers of
+``optimization.validation_qualities``, the target columns), as in a Lightning fit.
+Members advance in lock step, one batch each per step; a member whose epoch ends is
+validated at that step (members with equal folds end together and are validated together)
+while the others train on. A member that stops leaves the stack.
 
 This is a loop of its own rather than a Lightning ``Trainer``: a trainer fits one module
 with one epoch counter, and here every member has its own epochs, stopping and

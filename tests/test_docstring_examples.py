@@ -21,6 +21,9 @@ LIGHT = [
     "admet.config.legacy._ray_tune_space",
     "admet.model.heads",
     "admet.model.calibration",
+    "admet.config.tiers",
+    "admet.data.tiers",
+    "admet.model.mpnn",
 ]
 # these train real (tiny) models
 HEAVY = ["admet.model.ensemble", "admet.hpo.runner"]

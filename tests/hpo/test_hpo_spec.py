@@ -199,3 +199,30 @@ def test_an_edited_search_space_is_refused_before_any_trial(tmp_path):
     mixed = create_or_load_study(edited, url, with_heartbeat=False, allow_space_change=True)
     assert mixed.user_attrs["search_space"]["model.hidden_dim"]["choices"] == [64, 128]
     create_or_load_study(edited, url, with_heartbeat=False)  # the edit is now the study's space
+
+
+def test_the_tiers_study_samples_every_tier_use_as_a_valid_config():
+    """studies/tiers.yaml: drop, train, train with the curriculum and auxiliary_task for the
+    low tier, each a valid run config scored on the high tier only."""
+    from admet.config import load_config
+    from admet.config.tiers import output_tasks
+
+    spec = load_study_spec("tiers")
+    base = spec.base_run_config()
+    assert base.optimization.validation_qualities == ["high"]
+    assert list(base.joint_sampling.curriculum.qualities) == ["high", "medium", "low"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        params = suggest_params(trial, spec, base)
+        cfg = load_config(base, params)  # as the objective builds a trial's config
+        use = cfg.data.tier_use["low"]
+        curriculum = cfg.joint_sampling.curriculum.enabled
+        assert use == "train" or not curriculum  # the curriculum is searched with train only
+        assert (len(output_tasks(cfg)) > 6) == (use == "auxiliary_task")
+        if curriculum:
+            assert len(cfg.joint_sampling.curriculum.phase_proportions["warmup"]) == 3
+        seen.add((use, curriculum))
+        study.tell(trial, 1.0)
+    assert seen == {("drop", False), ("train", False), ("train", True), ("auxiliary_task", False)}

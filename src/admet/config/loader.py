@@ -39,6 +39,7 @@ from admet.config.schema import (
     check_task_alpha,
     schema_for,
 )
+from admet.config.tiers import check_tiers
 from admet.errors import ConfigError, LegacyConfigWarning
 from admet.paths import home
 
@@ -196,6 +197,7 @@ def _validate(cfg: ChempropConfig) -> None:
             f"optimization.task_weights has {len(opt.task_weights)} values for "
             f"{len(data.target_cols)} target columns"
         )
+    check_tiers(cfg)
     if isinstance(cfg, EnsembleConfig):
         ens = cfg.ensemble
         if ens.n_members < 1:
@@ -304,8 +306,33 @@ def config_hash(cfg: ChempropConfig | Mapping[str, Any]) -> str:
     two).
     """
     tree = cfg if isinstance(cfg, Mapping) else config_to_dict(cfg)
+    tree = _without_unset_later_keys(tree)
     payload = json.dumps(tree, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# Keys added to the schema after config_hash was pinned, with their defaults: left out of
+# the hash at their default, so a config that does not use them hashes as before (and a
+# retried trial of an older study finds its members).
+_LATER_KEYS: dict[tuple[str, str], Any] = {
+    ("data", "tier_use"): {},
+    ("optimization", "validation_qualities"): None,
+}
+
+
+def _without_unset_later_keys(tree: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``tree`` without the :data:`_LATER_KEYS` that hold their default."""
+    drop = [
+        (section, key)
+        for (section, key), default in _LATER_KEYS.items()
+        if isinstance(tree.get(section), Mapping) and key in tree[section] and tree[section][key] == default
+    ]
+    if not drop:
+        return tree
+    out = dict(tree)
+    for section, key in drop:
+        out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
 
 
 def save_config(cfg: ChempropConfig, path: str | os.PathLike[str]) -> Path:

@@ -67,6 +67,11 @@ class DataConfig:
     blind_file: str | None = None
     # Where `python -m admet.model train` writes when --out is not given.
     output_dir: str | None = None
+    # How each quality tier's labels are used (admet.config.tiers): tier -> train (in the
+    # endpoint's column, the default), drop (rows left out) or auxiliary_task (in a column
+    # of their own, <task>_<tier>, predicted but never scored). Tiers are the names of
+    # joint_sampling.curriculum.qualities, read from its quality_col.
+    tier_use: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,6 +121,10 @@ class OptimizationConfig:
     num_workers: int = 0
     # Progress bars of `python -m admet.model train` (--quiet turns them off as well).
     progress_bar: bool = True
+    # The quality tiers whose validation labels every monitored metric reads (val_loss,
+    # val/mae_macro, early stopping, the curriculum's monitor, the CV score and the study
+    # objective); None: all tiers. Per-tier val/mae/<tier> is logged for every tier.
+    validation_qualities: list[str] | None = None
 
 
 @dataclass

@@ -10,6 +10,7 @@ from admet.data.featurize import (
     unpack_graphs,
 )
 from admet.data.splits import fold_assignment, murcko_scaffold, random_kfold, scaffold_kfold
+from admet.data.tiers import apply_tier_use, validation_rows
 from admet.data.training import (
     PredefinedFold,
     holdout_split,
@@ -24,6 +25,7 @@ __all__ = [
     "LoadReport",
     "MultitaskDataset",
     "PredefinedFold",
+    "apply_tier_use",
     "build_molecule_dataset",
     "canonical_smiles",
     "default_cache",
@@ -39,4 +41,5 @@ __all__ = [
     "resolve_path",
     "scaffold_kfold",
     "unpack_graphs",
+    "validation_rows",
 ]

@@ -110,7 +110,8 @@ class MultitaskDataset:
             task_names=list(self.task_names),
             quality=None if self.quality is None else [self.quality[i] for i in idx],
             qualities=self.qualities,
-            extra=self.extra.iloc[idx].reset_index(drop=True),
+            # a dataset built without extra columns has an empty frame: nothing to index
+            extra=self.extra.iloc[idx].reset_index(drop=True) if len(self.extra) else self.extra,
             report=self.report,
         )
 

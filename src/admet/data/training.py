@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from admet.config.schema import ChempropConfig
+from admet.config.tiers import uses_tiers
 from admet.data.dataset import MultitaskDataset, load_multitask_csv
 from admet.data.splits import fold_assignment
 from admet.errors import DataError
@@ -49,6 +50,11 @@ def _quality_col(cfg: ChempropConfig, path: Path) -> str | None:
         raise DataError(
             f"{path}: the curriculum needs quality column {col!r}, but the file has "
             f"{', '.join(map(repr, header))}"
+        )
+    if uses_tiers(cfg):
+        raise DataError(
+            f"{path}: data.tier_use / optimization.validation_qualities need quality column "
+            f"{col!r}, but the file has {', '.join(map(repr, header))}"
         )
     return None
 
@@ -134,7 +140,9 @@ def _default_files(cfg: ChempropConfig) -> tuple[Path, Path | None]:
 
 def load_training_data(cfg: ChempropConfig, file: str | os.PathLike[str] | None = None) -> MultitaskDataset:
     """Load the training table (``file``, else ``data.data_dir``'s train.csv, else
-    ``data.train_file``) as configured, with quality labels if present."""
+    ``data.train_file``) as configured, with quality labels if present. ``data.tier_use``
+    is not applied here but when a fit starts (:func:`admet.data.tiers.apply_tier_use`), so
+    one loaded table serves configs that use the tiers differently."""
     path = resolve_path(str(file)) if file is not None else _default_files(cfg)[0]
     if not path.is_file():
         key = "data.data_dir" if file is None and cfg.data.data_dir else "data.train_file"

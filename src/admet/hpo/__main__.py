@@ -30,6 +30,10 @@ from collections.abc import Sequence
 
 from admet.errors import AdmetError, cli_errors
 
+# a base config's training folder that `run` prepares when missing -> the tiers it adds
+# (studies/joint_sampling.yaml reads data/fang2023, studies/tiers.yaml data/fang2023_low)
+_PREPARED: dict[str, list[str]] = {"fang2023": [], "fang2023_low": ["low"]}
+
 
 def build_parser() -> argparse.ArgumentParser:
     usage = (__doc__ or "").split("\n\nOver 350 lines")[0]  # --help shows the commands, not the note
@@ -219,9 +223,9 @@ def _run(args: argparse.Namespace) -> int:
     base = spec.base_run_config()
     open_storage(args.storage)  # an unreachable storage fails before anything is written
     train = resolve_path(base.data.train_file)
-    if not train.is_file() and train.parent.name == "fang2023":
+    if not train.is_file() and train.parent.name in _PREPARED:
         print(f"preparing fang2023 into {train.parent} (first run)", flush=True)
-        fang2023.prepare(out=train.parent, progress=not args.quiet)
+        fang2023.prepare(out=train.parent, augment=_PREPARED[train.parent.name], progress=not args.quiet)
     result = run_worker(
         spec,
         args.storage,

@@ -66,8 +66,10 @@ def upload_trial_artifacts(
         assert ensemble.oof_predictions is not None
         oof = ensemble.oof_predictions[ensemble.task_names].to_numpy()
         with tempfile.TemporaryDirectory(prefix="admet-trial-") as tmp:
+            # the ensemble's own labels: data.tier_use may have dropped rows of ``data``
+            labels = ensemble.oof_labels if ensemble.oof_labels is not None else data.Y
             parity = parity_grid(
-                data.Y, oof, ensemble.task_names, Path(tmp) / "parity.png", f"trial {trial.number} CV "
+                labels, oof, ensemble.task_names, Path(tmp) / "parity.png", f"trial {trial.number} CV "
             )
             cfg = Path(tmp) / "config.yaml"
             cfg.write_text(yaml.safe_dump(config, sort_keys=False))

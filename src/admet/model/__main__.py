@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--model", required=True, help="directory written by train")
     pred.add_argument("--input", required=True, help="CSV with the config's SMILES column")
     pred.add_argument("--output", required=True, help="CSV to write (input columns + predictions)")
+    pred.add_argument(
+        "--auxiliary-tasks",
+        action="store_true",
+        help="also write the auxiliary <task>_<tier> columns of data.tier_use (hidden by default)",
+    )
     ev = sub.add_parser("evaluate", help="metrics of a model on a labelled CSV")
     ev.add_argument("--model", required=True)
     ev.add_argument("--input", required=True, help="CSV with SMILES and one or more task columns")
@@ -103,14 +108,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_file(model, input_path: str, output: Path, score: bool = False) -> None:
+def _predict_file(
+    model, input_path: str, output: Path, score: bool = False, auxiliary_tasks: bool = False
+) -> None:
     """Predict a CSV into ``output``; with ``score``, labelled task columns are scored too
-    (``<stem>_metrics.csv`` beside it)."""
+    (``<stem>_metrics.csv`` beside it); with ``auxiliary_tasks``, the auxiliary columns of
+    ``data.tier_use`` are written too."""
     import pandas as pd
 
     col = model.config.data.smiles_col
     frame = _read_input(input_path, col)
-    preds = model.predict(list(frame[col]))
+    preds = model.predict(list(frame[col]), auxiliary_tasks=auxiliary_tasks)
     out = frame.copy()
     for name in preds.columns:  # <task>_pred, <task>_std, <task>_lo90, <task>_hi90, as predict names them
         out[name] = preds[name].to_numpy()
@@ -127,7 +135,7 @@ def _predict_file(model, input_path: str, output: Path, score: bool = False) -> 
 
 
 def _predict(args: argparse.Namespace) -> int:
-    _predict_file(_load_any(args.model), args.input, Path(args.output))
+    _predict_file(_load_any(args.model), args.input, Path(args.output), auxiliary_tasks=args.auxiliary_tasks)
     return 0
 
 

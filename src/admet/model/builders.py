@@ -121,5 +121,5 @@ def _joint_sampler(model: Any, train: MultitaskDataset) -> JointSampler:
         increment_seed_per_epoch=js.increment_seed_per_epoch,
         log_weight_stats=js.log_weight_stats,
         count_normalize=js.curriculum.count_normalize,
-        task_names=model.task_names,
+        task_names=model.output_tasks,
     )

@@ -56,8 +56,10 @@ __all__ = [
 
 class ExportableModel(Protocol):
     """What the export reads of a trained model (a :class:`~admet.model.model.ChempropModel`):
-    its config, task names and network. Named by shape, not by class, so that the model
-    module may ask this one for its Chemprop copy without an import cycle."""
+    its config, task names (the scored target columns; the network may predict auxiliary
+    columns after them, see :mod:`admet.config.tiers`) and network. Named by shape, not by
+    class, so that the model module may ask this one for its Chemprop copy without an
+    import cycle."""
 
     config: ChempropConfig
     task_names: Sequence[str]
@@ -117,8 +119,10 @@ def to_chemprop(model: ExportableModel) -> MPNN:
     pred_src = src.predictor
     crit = pred_src.criterion
     transform = pred_src.output_transform
+    # the target columns only: auxiliary columns (data.tier_use) stay out of the copy
+    k = len(model.task_names)
     output_transform = (
-        cnn.UnscaleTransform(transform.mean[0].tolist(), transform.scale[0].tolist())
+        cnn.UnscaleTransform(transform.mean[0, :k].tolist(), transform.scale[0, :k].tolist())
         if isinstance(transform, cnn.UnscaleTransform)
         else None
     )
@@ -126,7 +130,8 @@ def to_chemprop(model: ExportableModel) -> MPNN:
         head_cls,
         **{
             **_plain(pred_src.hparams),
-            "criterion": type(crit)(task_weights=crit.task_weights.detach().cpu().flatten().clone()),
+            "n_tasks": k,
+            "criterion": type(crit)(task_weights=crit.task_weights.detach().cpu().flatten()[:k].clone()),
             "output_transform": output_transform,
         },
     )
@@ -141,8 +146,27 @@ def to_chemprop(model: ExportableModel) -> MPNN:
         max_lr=src.max_lr,
         final_lr=src.final_lr,
     )
-    out.load_state_dict({k: v.detach().cpu() for k, v in src.state_dict().items()}, strict=True)
+    out.load_state_dict(_target_columns(src, k), strict=True)
     return out.eval()
+
+
+def _target_columns(src: MultitaskMPNN, k: int) -> dict[str, torch.Tensor]:
+    """``src``'s state dict on the CPU with the head's outputs cut to the first ``k``
+    columns (the target columns; unchanged when the network predicts no others): the last
+    linear layer's rows and the per-task weights of the criterion and metrics and the
+    target scaler."""
+    state = {name: v.detach().cpu() for name, v in src.state_dict().items()}
+    n = int(src.predictor.n_tasks)
+    if k >= n:
+        return state
+    last = [name for name, mod in src.predictor.named_modules() if isinstance(mod, torch.nn.Linear)][-1]
+    for name in (f"predictor.{last}.weight", f"predictor.{last}.bias"):
+        state[name] = state[name][:k].clone()
+    for name, value in state.items():
+        per_task = name.startswith(("predictor.criterion.", "predictor.output_transform.", "metrics."))
+        if per_task and value.ndim and value.shape[-1] == n:
+            state[name] = value[..., :k].clone()
+    return state
 
 
 def save_chemprop(model: ExportableModel, path: str | os.PathLike[str]) -> Path:
@@ -264,6 +288,16 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
         f"#   data.split={config.data.split!r} held-out fold (1/{config.data.n_folds}); "
         "Chemprop splits train/val/test by --split and --split-sizes",
     ]
+    if config.data.tier_use:
+        lines.append(
+            f"#   quality tier use data.tier_use={dict(config.data.tier_use)}: Chemprop trains on the "
+            "table it is given (auxiliary <task>_<tier> columns are not in target-columns)"
+        )
+    if opt.validation_qualities is not None:
+        lines.append(
+            f"#   validation on tiers {list(opt.validation_qualities)} "
+            "(optimization.validation_qualities): Chemprop validates on every row"
+        )
     sampler = sampler_name(config)
     if js.sampler is not None and SAMPLERS.part(sampler).chemprop is None:
         lines.append(f"#   batch sampler joint_sampling.sampler={sampler!r}: Chemprop shuffles uniformly")

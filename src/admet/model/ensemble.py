@@ -33,8 +33,10 @@ import pandas as pd
 from lightning.pytorch.callbacks import Callback
 
 from admet.config import EnsembleConfig, config_to_dict, load_config, save_config
+from admet.config.tiers import output_tasks
 from admet.data import (
     MultitaskDataset,
+    apply_tier_use,
     default_cache,
     fold_assignment,
     load_training_data,
@@ -58,6 +60,7 @@ from admet.model.plots import parity_plots
 from admet.model.progress import ConsoleStatus, EpochProgressCallback, FitProgress
 from admet.model.pyfunc_logging import try_log_pyfunc
 from admet.model.stacked_fit import fit_stacked, stacking_refusal
+from admet.model.validation_scope import ValidationScope
 from admet.tracking import RunTracker, flatten
 
 __all__ = ["ChempropEnsemble", "load_saved", "member_seed"]
@@ -87,7 +90,9 @@ class ChempropEnsemble:
     """An ensemble of :class:`ChempropModel` members on K folds of the training data.
 
     After :meth:`fit`: ``members``, ``member_val_metrics`` (each member on its own fold),
-    ``cv_score`` (mean fold macro MAE), ``oof_predictions`` (out-of-fold predictions),
+    ``cv_score`` (mean fold macro MAE, over the labels of
+    ``optimization.validation_qualities``), ``oof_predictions`` (out-of-fold predictions of
+    the target columns) and ``oof_labels`` (the training table's labels beside them),
     ``reused_members`` (indices loaded from ``checkpoint_dir``), ``fit_seconds`` and
     ``evaluation_seconds`` (the part of it spent predicting and scoring the folds).
 
@@ -118,11 +123,13 @@ class ChempropEnsemble:
         if not isinstance(config, EnsembleConfig):
             raise TypeError("ChempropEnsemble needs an EnsembleConfig (a config with 'ensemble')")
         self.config = config
-        self.task_names = list(config.data.target_cols)
+        self.task_names = list(config.data.target_cols)  # scored; predict's columns
+        self.output_tasks = output_tasks(config)  # and the auxiliary ones (data.tier_use)
         self.members: list[ChempropModel] = []
         self.member_val_metrics: list[dict[str, dict[str, float]]] = []
         self.cv_score: float | None = None
         self.oof_predictions: pd.DataFrame | None = None
+        self.oof_labels: np.ndarray | None = None
         self.reused_members: list[int] = []
         self.fit_seconds = 0.0
         self.evaluation_seconds = 0.0
@@ -196,6 +203,7 @@ class ChempropEnsemble:
         folds = predefined_folds(cfg)
         if folds is None:
             dataset = dataset if dataset is not None else load_training_data(cfg)
+            dataset = apply_tier_use(dataset, cfg)  # before the folds: a dropped tier has no rows
             try:
                 assignment = fold_assignment(
                     dataset.smiles, self.n_folds, cfg.ensemble.seed, cfg.ensemble.split
@@ -211,7 +219,11 @@ class ChempropEnsemble:
             # the original project's split_<i>/fold_<j> folders: one member per fold
             cfg.ensemble.n_members = len(folds)
             member_data = [
-                (load_training_data(cfg, f.train_file), load_training_data(cfg, f.val_file)) for f in folds
+                (
+                    apply_tier_use(load_training_data(cfg, f.train_file), cfg),
+                    apply_tier_use(load_training_data(cfg, f.val_file), cfg),
+                )
+                for f in folds
             ]
             dataset = MultitaskDataset.concat([val for _, val in member_data])
             offsets = np.cumsum([0] + [len(val) for _, val in member_data])
@@ -251,7 +263,8 @@ class ChempropEnsemble:
         if n_jobs > 1 and member_callbacks is not None:
             raise ValueError("member_callbacks need n_jobs == 1 (callbacks cannot cross processes)")
 
-        oof = np.full((len(dataset), len(self.task_names)), np.nan)
+        oof = np.full((len(dataset), len(self.output_tasks)), np.nan)
+        k = len(self.task_names)
         fold_metrics: dict[int, dict] = {}
 
         def finish(m: int, model: ChempropModel, child: str | None) -> None:
@@ -259,7 +272,9 @@ class ChempropEnsemble:
             t0 = time.perf_counter()
             val = member_data[m][1]
             oof[rows[m]] = model.predict_canonical(val.smiles)
-            metrics = fold_metrics[m] = regression_metrics(val.Y, oof[rows[m]], self.task_names)
+            # the fold score (the CV score, the study objective) reads the scope's labels
+            labels = ValidationScope.of(cfg, val).scored(val.Y)
+            metrics = fold_metrics[m] = regression_metrics(labels, oof[rows[m], :k], self.task_names)
             self.evaluation_seconds += time.perf_counter() - t0
             self._log_member(tracker, child, m, model, metrics)
             if on_member_done is not None:
@@ -310,7 +325,8 @@ class ChempropEnsemble:
                 finish(m, model, child)
         self.members = [m for m in members if m is not None]
         self.member_val_metrics = [fold_metrics[m] for m in range(n)]
-        self.oof_predictions = pd.DataFrame(oof, columns=self.task_names)
+        self.oof_predictions = pd.DataFrame(oof[:, :k], columns=self.task_names)
+        self.oof_labels = dataset.Y[:, :k]
         self.oof_predictions.insert(0, "SMILES", dataset.smiles)
         if folds is not None:
             self.oof_predictions.insert(1, "fold", np.repeat([f.name for f in folds], np.diff(offsets)))
@@ -328,7 +344,7 @@ class ChempropEnsemble:
         members' spread there is not honest, see :mod:`admet.model.calibration`)."""
         errors = oof - dataset.Y
         return Calibration(
-            {t: fit_cv_plus([errors[r, j] for r in rows]) for j, t in enumerate(self.task_names)}
+            {t: fit_cv_plus([errors[r, j] for r in rows]) for j, t in enumerate(self.output_tasks)}
         )
 
     def _reuse(self, ckpt: Path | None, m: int) -> ChempropModel | None:
@@ -462,7 +478,7 @@ class ChempropEnsemble:
             tracker.log_artifact(run, tmp / "config.yaml")
             assert self.oof_predictions is not None
             oof = self.oof_predictions[self.task_names].to_numpy()
-            for path in parity_plots(dataset.Y, oof, self.task_names, tmp / "plots", "CV "):
+            for path in parity_plots(self.oof_labels, oof, self.task_names, tmp / "plots", "CV "):
                 tracker.log_artifact(run, path, "parity")
             if self.config.mlflow.log_model:
                 self.save(tmp / "model")
@@ -474,21 +490,27 @@ class ChempropEnsemble:
 
     # -- inference ------------------------------------------------------------------------
 
-    def predict(self, smiles: Sequence[str], include_spread: bool = False) -> pd.DataFrame:
+    def predict(
+        self, smiles: Sequence[str], include_spread: bool = False, auxiliary_tasks: bool = False
+    ) -> pd.DataFrame:
         """Per task: the mean over members ``<task>_pred``, the calibrated standard deviation
         ``<task>_std`` and the 90% interval ``<task>_lo90``/``<task>_hi90``; with
         ``include_spread`` also the raw member spread ``<task>_spread``. Without a
         calibration (an ensemble saved before it existed) the spread is the sd and the
-        interval Gaussian."""
+        interval Gaussian. The auxiliary tasks of ``data.tier_use`` are left out unless
+        ``auxiliary_tasks``."""
         if not self.members:
             raise RuntimeError("the ensemble is not trained or loaded yet")
         stack = np.stack([m.predict_array(smiles) for m in self.members])
         mean, spread = stack.mean(0), stack.std(0, ddof=0)
         if self.calibration is not None:
-            std, lo, hi = self.calibration.apply(mean, spread, self.task_names, stack)
+            std, lo, hi = self.calibration.apply(mean, spread, self.output_tasks, stack)
         else:
             std, lo, hi = spread, mean - GAUSSIAN_Z90 * spread, mean + GAUSSIAN_Z90 * spread
-        return prediction_frame(self.task_names, mean, std, lo, hi, spread if include_spread else None)
+        tasks = self.output_tasks if auxiliary_tasks else self.task_names
+        k = len(tasks)
+        columns = [a[:, :k] for a in (mean, std, lo, hi)]
+        return prediction_frame(tasks, *columns, spread[:, :k] if include_spread else None)
 
     def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
         """Per-task and macro metrics of the ensemble mean, and of its uncertainty (Gaussian

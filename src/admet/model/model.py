@@ -43,7 +43,8 @@ from sklearn.preprocessing import StandardScaler
 
 from admet.config import ChempropConfig, config_to_dict, load_config
 from admet.config.registry import SAMPLERS, sampler_name
-from admet.data import MultitaskDataset, canonical_smiles, default_cache
+from admet.config.tiers import output_tasks
+from admet.data import MultitaskDataset, apply_tier_use, canonical_smiles, default_cache
 from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
 from admet.errors import DataError, TrainingDivergedError
 from admet.model.builders import build_mpnn
@@ -60,6 +61,7 @@ from admet.model.persistence import read_model, write_model
 from admet.model.pyfunc_logging import try_log_pyfunc
 from admet.model.runtime import freeze_startup_heap, resolve_device
 from admet.model.training import train_mpnn
+from admet.model.validation_scope import ValidationScope
 from admet.sampling import JointSampler
 from admet.tracking import RunTracker, flatten
 
@@ -79,11 +81,17 @@ class ChempropModel:
     (per-epoch sampler statistics), ``curriculum_history`` (phase changes),
     ``best_score`` / ``best_epoch`` (``val/mae_macro``), ``epochs_trained``,
     ``fit_seconds`` and ``step_seconds`` (in training epochs, validation excluded).
+
+    ``task_names`` are the scored tasks (``data.target_cols``), the columns ``predict``
+    returns and ``evaluate`` scores; ``output_tasks`` are every column the network
+    predicts: the target columns, then the auxiliary ``<task>_<tier>`` columns of
+    ``data.tier_use`` (see :mod:`admet.config.tiers`).
     """
 
     def __init__(self, config: ChempropConfig) -> None:
         self.config = config
         self.task_names = list(config.data.target_cols)
+        self.output_tasks = output_tasks(config)
         self.mpnn: MultitaskMPNN | None = None
         self.history: list[dict[str, float]] = []
         self.sampler_history: list[dict[str, Any]] = []
@@ -131,7 +139,7 @@ class ChempropModel:
 
     def _build_mpnn(self, mean: np.ndarray, scale: np.ndarray) -> MultitaskMPNN:
         """A fresh network for this config (:func:`admet.model.builders.build_mpnn`)."""
-        return build_mpnn(self.config, self.cache.featurizer, self.task_names, mean, scale)
+        return build_mpnn(self.config, self.cache.featurizer, self.output_tasks, mean, scale)
 
     # -- training -------------------------------------------------------------------------
 
@@ -144,7 +152,9 @@ class ChempropModel:
         progress: bool = False,
         calibrate: bool = True,
     ) -> ChempropModel:
-        """Train on ``train``, early-stop and keep the best epoch on ``val``; with
+        """Train on ``train``, early-stop and keep the best epoch on ``val`` (both tables with
+        ``data.target_cols``, or already as :func:`~admet.data.apply_tier_use` makes them;
+        the monitored metrics read the labels of ``optimization.validation_qualities``); with
         ``calibrate``, the validation residuals give every task a standard deviation and a
         conformal 90% interval (an ensemble uses CV+ over its members instead).
 
@@ -188,9 +198,11 @@ class ChempropModel:
         progress: bool,
         calibrate: bool = False,
     ) -> ChempropModel:
-        if list(train.task_names) != self.task_names or list(val.task_names) != self.task_names:
-            raise DataError(f"training/validation tasks must be {self.task_names}")
         cfg, opt = self.config, self.config.optimization
+        for table in (train, val):
+            if list(table.task_names) not in (self.task_names, self.output_tasks):
+                raise DataError(f"training/validation tasks must be {self.task_names}")
+        train, val = apply_tier_use(train, cfg), apply_tier_use(val, cfg)
         start = time.perf_counter()
         freeze_startup_heap()
         pl.seed_everything(opt.seed, workers=True, verbose=False)
@@ -213,7 +225,7 @@ class ChempropModel:
         val_loader = packed_dataloader(val_ds, max(bs, PREDICT_BATCH_SIZE), drop_last=False)
 
         self.mpnn = mpnn = self._build_mpnn(mean, scale)
-        mpnn.set_validation_info(self.task_names, val.quality)
+        mpnn.set_validation_info(self.output_tasks, val.quality, ValidationScope.of(cfg, val))
         mpnn.steps_per_epoch = train_loader.sampler.n_batches
         run = train_mpnn(mpnn, train_loader, val_loader, cfg, device, sampler, callbacks, logger, progress)
         self.history = run.history
@@ -227,7 +239,7 @@ class ChempropModel:
         if calibrate:
             errors = self.predict_canonical(val.smiles) - val.Y
             self.calibration = Calibration(
-                {t: fit_residual_calibration(errors[:, j]) for j, t in enumerate(self.task_names)}
+                {t: fit_residual_calibration(errors[:, j]) for j, t in enumerate(self.output_tasks)}
             )
         self.fit_seconds = time.perf_counter() - start
         return self
@@ -240,7 +252,8 @@ class ChempropModel:
         return self.mpnn
 
     def predict_array(self, smiles: Sequence[str]) -> np.ndarray:
-        """Predictions in original units, shape (len(smiles), n_tasks)."""
+        """Predictions in original units, shape (len(smiles), len(output_tasks)): the target
+        columns, then any auxiliary ones."""
         self._require_trained()
         canon = []
         for i, s in enumerate(smiles):
@@ -255,7 +268,7 @@ class ChempropModel:
         :class:`MultitaskDataset`), skipping the second parse."""
         mpnn = self._require_trained()
         if not smiles:
-            return np.empty((0, len(self.task_names)))
+            return np.empty((0, len(self.output_tasks)))
         ds = self._packed(smiles, None, mpnn.device)
         mpnn.eval()
         out = []
@@ -264,16 +277,19 @@ class ChempropModel:
                 out.append(mpnn(batch.bmg, batch.V_d, batch.X_d).cpu())
         return torch.cat(out).double().numpy()
 
-    def predict(self, smiles: Sequence[str]) -> pd.DataFrame:
+    def predict(self, smiles: Sequence[str], auxiliary_tasks: bool = False) -> pd.DataFrame:
         """Per task ``<task>_pred`` (original units), ``<task>_std`` and the 90% interval
         ``<task>_lo90``/``<task>_hi90`` from the validation residuals (NaN for a model saved
-        before calibration existed)."""
+        before calibration existed). The auxiliary tasks of ``data.tier_use`` are left out
+        unless ``auxiliary_tasks``."""
         mean = self.predict_array(smiles)
         if self.calibration is not None:
-            std, lo, hi = self.calibration.apply(mean, None, self.task_names)
+            std, lo, hi = self.calibration.apply(mean, None, self.output_tasks)
         else:
             std = lo = hi = np.full_like(mean, np.nan)
-        return prediction_frame(self.task_names, mean, std, lo, hi)
+        tasks = self.output_tasks if auxiliary_tasks else self.task_names
+        k = len(tasks)
+        return prediction_frame(tasks, mean[:, :k], std[:, :k], lo[:, :k], hi[:, :k])
 
     def evaluate(self, data: MultitaskDataset | pd.DataFrame) -> dict[str, dict[str, float]]:
         """Per-task and macro metrics on labelled data (a dataset, or a frame with the SMILES

@@ -7,6 +7,10 @@ criterion, used by the curriculum) and adds, from the same forward pass:
 ``val/mae_macro`` and ``val/rmse_macro`` (unweighted means over tasks, in original units;
 the early-stopping and checkpoint monitor), ``val/mae/<task>`` per task, and
 ``val/mae/<quality>`` per quality tier when the validation set has quality labels.
+A :class:`~admet.model.validation_scope.ValidationScope` restricts ``val_loss``, the macro
+and per-task errors to the tiers of ``optimization.validation_qualities`` and to the target
+columns (auxiliary task columns are trained on, never scored); ``val/mae/<quality>`` is
+logged for every tier.
 
 Training computes Chemprop's loss (the criterion's unreduced loss, masked and weighted,
 summed over the batch's labels) without a per-step ``log``: the epoch's loss sum and label
@@ -33,6 +37,7 @@ from admet.model.fused_adam import FusedAdamStep
 from admet.model.layers import SIZED_AGGREGATIONS
 from admet.model.metrics import error_metrics
 from admet.model.schedule import NoamSchedule
+from admet.model.validation_scope import ValidationScope
 
 __all__ = ["MONITOR", "MultitaskMPNN", "validation_metrics"]
 
@@ -101,6 +106,7 @@ class MultitaskMPNN(MPNN):
 
     task_names: list[str]
     val_quality: np.ndarray | None
+    val_scope: ValidationScope
     # Epoch-level scalars that no Lightning callback monitors (per-task and per-quality
     # validation errors, sampler and curriculum statistics): sent to the loggers once per
     # epoch from here instead of through self.log, whose result collection costs about
@@ -123,9 +129,18 @@ class MultitaskMPNN(MPNN):
             lightning_private.log_metrics(self.trainer, unsent)
         self._unsent = {}
 
-    def set_validation_info(self, task_names: Sequence[str], val_quality: Sequence[str] | None) -> None:
+    def set_validation_info(
+        self,
+        task_names: Sequence[str],
+        val_quality: Sequence[str] | None,
+        scope: ValidationScope | None = None,
+    ) -> None:
+        """The validation table's output columns, per-row tiers (in loader order) and the
+        labels the monitored metrics read (None: all of them)."""
         self.task_names = list(task_names)
         self.val_quality = None if val_quality is None else np.asarray(val_quality, dtype=object)
+        self.val_scope = scope if scope is not None else ValidationScope.everything(len(self.task_names))
+        self._val_keep: tuple[torch.Tensor | None, torch.Tensor] | None = None
         self.last_val_metrics: dict[str, dict[str, float]] = {}
         self.epoch_scalars: dict[str, float] = {}
         self._unsent: dict[str, float] = {}
@@ -263,10 +278,29 @@ class MultitaskMPNN(MPNN):
         self._val_targets: list[torch.Tensor] = []
         self._val_loss_sum = torch.zeros((), device=self.device)
         self._val_label_count = torch.zeros((), device=self.device)
+        self._val_row = 0  # rows come in order (the loader does not shuffle)
+
+    def _scope_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """``mask`` of the validation batch that starts at ``_val_row``, restricted to the
+        scope's rows and scored columns (unchanged without a restriction)."""
+        scope = getattr(self, "val_scope", None)
+        n = mask.shape[0]
+        start, self._val_row = self._val_row, self._val_row + n
+        if scope is None or (scope.rows is None and scope.n_scored >= mask.shape[1]):
+            return mask
+        keep = getattr(self, "_val_keep", None)
+        if keep is None or keep[1].device != mask.device:  # once per fit, on its device
+            rows = None if scope.rows is None else torch.as_tensor(scope.rows, device=mask.device)
+            cols = torch.arange(mask.shape[1], device=mask.device) < scope.n_scored
+            keep = self._val_keep = (rows, cols)
+        rows, cols = keep
+        mask = mask & cols
+        return mask if rows is None else mask & rows[start : start + n, None]
 
     def validation_step(self, batch, batch_idx: int = 0) -> None:  # type: ignore[override]
         bmg, V_d, X_d, targets, weights, lt_mask, gt_mask = batch
         mask, filled = _labels(batch)
+        mask = self._scope_mask(mask)
         preds = self.predictor.train_step(self.fingerprint(bmg, V_d, X_d))
         # Chemprop's val_loss: the training criterion (its clone in metrics[-1])
         total, count = _criterion_sums(self.metrics[-1], preds, filled, mask, weights, lt_mask, gt_mask)
@@ -281,7 +315,7 @@ class MultitaskMPNN(MPNN):
         self.log("val_loss", self._val_loss_sum / self._val_label_count.clamp(min=1), prog_bar=True)
         P = self._unscale(torch.cat(self._val_preds))
         Y = self._unscale(torch.cat(self._val_targets))
-        metrics, scalars = validation_metrics(Y, P, self.task_names, self.val_quality)
+        metrics, scalars = validation_metrics(Y, P, self.task_names, self.val_quality, self.val_scope)
         self.last_val_metrics = metrics
         self.log(MONITOR, metrics["macro"]["mae"], prog_bar=True)
         self.record(scalars)
@@ -289,20 +323,42 @@ class MultitaskMPNN(MPNN):
 
 
 def validation_metrics(
-    Y: np.ndarray, P: np.ndarray, task_names: Sequence[str], quality: np.ndarray | None
+    Y: np.ndarray,
+    P: np.ndarray,
+    task_names: Sequence[str],
+    quality: np.ndarray | None,
+    scope: ValidationScope | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """The validation errors in the targets' units (per task and macro), and the epoch
-    scalars besides ``MONITOR``: ``val/rmse_macro``, ``val/mae/<task>`` and, with quality
-    labels, ``val/mae/<quality>``."""
-    metrics = error_metrics(Y, P, list(task_names))
+    """The validation errors in the targets' units (per scored task and macro, over the
+    labels ``scope`` keeps: all of them without one), and the epoch scalars besides
+    ``MONITOR``: ``val/rmse_macro``, ``val/mae/<task>`` and, with quality labels,
+    ``val/mae/<quality>`` for every tier (on the scored columns, whatever the scope's rows).
+
+    Example:
+        Low-tier rows with huge errors move the macro MAE only when their tier counts:
+
+        >>> import numpy as np
+        >>> Y, P = np.array([[1.0], [2.0], [3.0], [4.0]]), np.array([[1.5], [2.5], [103.0], [104.0]])
+        >>> quality = np.array(["high", "high", "low", "low"], dtype=object)
+        >>> high = ValidationScope(np.array([True, True, False, False]), 1)
+        >>> validation_metrics(Y, P, ["HLM"], quality)[0]["macro"]["mae"]
+        50.25
+        >>> metrics, scalars = validation_metrics(Y, P, ["HLM"], quality, high)
+        >>> metrics["macro"]["mae"], scalars["val/mae/high"], scalars["val/mae/low"]
+        (0.5, 0.5, 100.0)
+    """
+    scope = scope if scope is not None else ValidationScope.everything(len(task_names))
+    tasks = list(task_names)[: scope.n_scored]
+    k = len(tasks)
+    metrics = error_metrics(scope.scored(Y), P[:, :k], tasks)
     scalars = {"val/rmse_macro": metrics["macro"]["rmse"]}
-    for task in task_names:
+    for task in tasks:
         if metrics[task]["n"]:
             scalars[f"val/mae/{task}"] = metrics[task]["mae"]
     if quality is not None and len(quality) == len(Y):
         for tier in dict.fromkeys(quality):
             rows = quality == tier
-            per_quality = error_metrics(Y[rows], P[rows], list(task_names))["macro"]
+            per_quality = error_metrics(Y[rows, :k], P[rows, :k], tasks)["macro"]
             if np.isfinite(per_quality["mae"]):
                 scalars[f"val/mae/{tier}"] = per_quality["mae"]
     return metrics, scalars

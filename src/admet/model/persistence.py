@@ -85,7 +85,7 @@ def read_model(src: Path, new: Callable[[Any], Any]) -> Any:
     model (``ChempropModel``), whose ``_build_mpnn`` network takes the saved weights
     (``weights_only=True``); scores, history and calibration come back when present."""
     model = new(load_config(src / "config.yaml"))
-    n = len(model.task_names)
+    n = len(model.output_tasks)
     model.mpnn = model._build_mpnn(np.zeros(n), np.ones(n))
     model.mpnn.load_state_dict(torch.load(src / "weights.pt", map_location="cpu", weights_only=True))
     model.mpnn.eval()

@@ -106,6 +106,9 @@ class AdmetPyfuncModel(PythonModel):
             # the frame has none left to list)
             found = f"; its columns are {list(frame.columns)}" if len(frame.columns) else ""
             raise DataError(f"input has no SMILES column {col!r}{found}")
-        out = prediction_frame(model.predict([str(s) for s in frame[col]]), model.task_names)
+        # the auxiliary tasks of data.tier_use only when asked (params={"auxiliary_tasks": True})
+        auxiliary = bool((params or {}).get("auxiliary_tasks", False))
+        tasks = model.output_tasks if auxiliary else model.task_names
+        out = prediction_frame(model.predict([str(s) for s in frame[col]], auxiliary_tasks=auxiliary), tasks)
         out.index = frame.index
         return out

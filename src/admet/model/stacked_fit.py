@@ -6,9 +6,12 @@ seed as :meth:`ChempropModel._fit` builds them), its training fold and target sc
 sampler stream (a :class:`~admet.sampling.JointSampler` with its seed, curriculum phase and
 epoch counter, or the seeded shuffle), its Noam learning-rate schedule counted in its own
 steps, its validation fold, early stopping on ``val/mae_macro`` with its patience, and its
-best-epoch weights. Members advance in lock step, one batch each per step; a member whose
-epoch ends is validated at that step (members with equal folds end together and are
-validated together) while the others train on. A member that stops leaves the stack.
+best-epoch weights. ``val_loss`` and ``val/mae_macro`` read the labels of the member's
+:class:`~admet.model.validation_scope.ValidationScope` (the tiers of
+``optimization.validation_qualities``, the target columns), as in a Lightning fit.
+Members advance in lock step, one batch each per step; a member whose epoch ends is
+validated at that step (members with equal folds end together and are validated together)
+while the others train on. A member that stops leaves the stack.
 
 This is a loop of its own rather than a Lightning ``Trainer``: a trainer fits one module
 with one epoch counter, and here every member has its own epochs, stopping and
@@ -32,7 +35,7 @@ from lightning.pytorch import seed_everything
 from sklearn.preprocessing import StandardScaler
 
 from admet import interrupt
-from admet.data import MultitaskDataset
+from admet.data import MultitaskDataset, apply_tier_use
 from admet.data.packed import EpochBatches, PackedGraphs, SeededShuffle
 from admet.errors import TrainingDivergedError
 from admet.model.callbacks import curriculum_scalars, sampler_statistics
@@ -41,6 +44,7 @@ from admet.model.mpnn import MONITOR, MultitaskMPNN, validation_metrics
 from admet.model.runtime import freeze_startup_heap, resolve_device
 from admet.model.schedule import noam_schedule
 from admet.model.stacked import StackedAdam, StackedGraphs, StackedMembers, stackable
+from admet.model.validation_scope import ValidationScope
 
 __all__ = ["EpochReport", "fit_stacked", "stacking_refusal"]
 
@@ -57,7 +61,7 @@ def stacking_refusal(models: Sequence[ChempropModel]) -> str | None:
     }
     if len(keys) != 1:
         return "the members differ in architecture, batch size or epochs"
-    scaler = np.zeros((1, len(models[0].task_names))), np.ones((1, len(models[0].task_names)))
+    scaler = np.zeros((1, len(models[0].output_tasks))), np.ones((1, len(models[0].output_tasks)))
     return stackable(models[0]._build_mpnn(*scaler))
 
 
@@ -116,6 +120,11 @@ def fit_stacked(
     freeze_startup_heap()
     first = models[0]
     device = resolve_device(first.config.optimization.accelerator)
+    # each member's tables as its config trains on them (data.tier_use)
+    data = [
+        (apply_tier_use(tr, m.config), apply_tier_use(va, m.config))
+        for m, (tr, va) in zip(models, data, strict=True)
+    ]
     cache = first.cache
     # one graph table for every molecule any member sees; targets per member (own scaler)
     smiles = list(dict.fromkeys(s for tr, va in data for part in (tr, va) for s in part.smiles))
@@ -135,9 +144,11 @@ def fit_stacked(
         n = len(order)
         batches = EpochBatches(order, opt.batch_size, drop_last=n % opt.batch_size == 1, n=n)
         mpnn = model._build_mpnn(mean, scale)  # the weights its own fit would start from
-        mpnn.set_validation_info(model.task_names, val.quality)
+        scope = ValidationScope.of(model.config, val)
+        mpnn.set_validation_info(model.output_tasks, val.quality, scope)
         lr_at = noam_schedule(opt).lr_at(batches.n_batches)  # as the Lightning fit's scheduler
-        targets += [(train.Y - mean) / scale, (val.Y - mean) / scale]
+        # the validation targets hold the scope's labels only: val_loss reads those
+        targets += [(train.Y - mean) / scale, (scope.targets(val.Y) - mean) / scale]
         members.append(
             _Member(
                 index=m,
@@ -289,7 +300,9 @@ def _validate(
             preds[i].append(P[i, :size].double().cpu().numpy())
     for i, mb in enumerate(ended):
         P = np.concatenate(preds[i]) * mb.scale + mb.mean
-        metrics, scalars = validation_metrics(mb.val.Y, P, mb.model.task_names, mb.mpnn.val_quality)
+        metrics, scalars = validation_metrics(
+            mb.val.Y, P, mb.model.output_tasks, mb.mpnn.val_quality, mb.mpnn.val_scope
+        )
         mb.scalars.update(scalars)
         mb.scalars["val_loss"] = loss[i] / max(labels[i], 1.0)
         mb.scalars[MONITOR] = metrics["macro"]["mae"]

@@ -67,6 +67,12 @@ class DataConfig:
     blind_file: str | None = None
     # Where `python -m admet.model train` writes when --out is not given.
     output_dir: str | None = None
+    # Molecule-level descriptors concatenated to the embedding after aggregation, as
+    # Chemprop's --molecule-featurizers / --descriptors-path (admet.config.molecule_features):
+    # Chemprop featurizer names (rdkit_2d, morgan_binary, ...), minimol, columns:<a>,<b>.
+    molecule_features: list[str] = field(default_factory=list)
+    # An empty cell of a columns:<a>,<b> descriptor: error (refused) | mean (training mean)
+    descriptor_missing: str = "error"
 
 
 @dataclass

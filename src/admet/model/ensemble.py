@@ -52,7 +52,7 @@ from admet.model.calibration import (
 )
 from admet.model.folder import check_complete, writing
 from admet.model.metrics import labelled_arrays, regression_metrics
-from admet.model.model import ChempropModel
+from admet.model.model import ChempropModel, table_of
 from admet.model.persistence import read_ensemble, write_ensemble
 from admet.model.plots import parity_plots
 from admet.model.progress import ConsoleStatus, EpochProgressCallback, FitProgress
@@ -258,7 +258,7 @@ class ChempropEnsemble:
             members[m] = model
             t0 = time.perf_counter()
             val = member_data[m][1]
-            oof[rows[m]] = model.predict_canonical(val.smiles)
+            oof[rows[m]] = model.predict_canonical(val.smiles, val.extra)
             metrics = fold_metrics[m] = regression_metrics(val.Y, oof[rows[m]], self.task_names)
             self.evaluation_seconds += time.perf_counter() - t0
             self._log_member(tracker, child, m, model, metrics)
@@ -474,15 +474,18 @@ class ChempropEnsemble:
 
     # -- inference ------------------------------------------------------------------------
 
-    def predict(self, smiles: Sequence[str], include_spread: bool = False) -> pd.DataFrame:
+    def predict(
+        self, smiles: Sequence[str], include_spread: bool = False, table: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """Per task: the mean over members ``<task>_pred``, the calibrated standard deviation
         ``<task>_std`` and the 90% interval ``<task>_lo90``/``<task>_hi90``; with
         ``include_spread`` also the raw member spread ``<task>_spread``. Without a
         calibration (an ensemble saved before it existed) the spread is the sd and the
-        interval Gaussian."""
+        interval Gaussian. ``table``: the descriptor columns of a ``columns:`` molecule
+        feature, row-aligned with ``smiles``."""
         if not self.members:
             raise RuntimeError("the ensemble is not trained or loaded yet")
-        stack = np.stack([m.predict_array(smiles) for m in self.members])
+        stack = np.stack([m.predict_array(smiles, table) for m in self.members])
         mean, spread = stack.mean(0), stack.std(0, ddof=0)
         if self.calibration is not None:
             std, lo, hi = self.calibration.apply(mean, spread, self.task_names, stack)
@@ -494,7 +497,7 @@ class ChempropEnsemble:
         """Per-task and macro metrics of the ensemble mean, and of its uncertainty (Gaussian
         NLL, miscalibration area, 90% coverage, Spearman |error| vs std; calibrated and raw)."""
         smiles, Y = labelled_arrays(data, self.config.data.smiles_col, self.task_names)
-        predictions = self.predict(smiles, include_spread=True)
+        predictions = self.predict(smiles, include_spread=True, table=table_of(data))
         means = predictions[[f"{t}_pred" for t in self.task_names]].to_numpy()
         metrics = regression_metrics(Y, means, self.task_names)
         return add_uncertainty_metrics(metrics, Y, predictions, self.task_names)

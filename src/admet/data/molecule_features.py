@@ -48,11 +48,13 @@ from admet.config.molecule_features import (
     declare,
     parse_columns,
 )
+from admet.data.dataset import read_table
 from admet.errors import ConfigError, DataError
 
 __all__ = [
     "Featurizer",
     "MoleculeFeatures",
+    "check_table_columns",
     "column_block",
     "feature_spec",
     "featurizer",
@@ -240,6 +242,18 @@ def column_block(
             raise DataError(f"{where}, {_line(i, first_line)}, column {col!r}: descriptor value {problem}")
         out[:, j] = values
     return out
+
+
+def check_table_columns(names: Sequence[str], path: str | os.PathLike[str], missing: str = "error") -> None:
+    """Refuse a training or validation file whose ``columns:`` descriptors are missing or
+    hold a bad value, naming the file, line and column (before any training starts).
+
+    Raises:
+        DataError: see :func:`column_block`.
+    """
+    columns = [c for n in names for c in parse_columns(str(n).strip()) or []]
+    if columns:
+        column_block(read_table(path), columns, str(path), missing, first_line=2)
 
 
 class MoleculeFeatures:

@@ -106,6 +106,7 @@ class AdmetPyfuncModel(PythonModel):
             # the frame has none left to list)
             found = f"; its columns are {list(frame.columns)}" if len(frame.columns) else ""
             raise DataError(f"input has no SMILES column {col!r}{found}")
-        out = prediction_frame(model.predict([str(s) for s in frame[col]]), model.task_names)
+        smiles = [str(s) for s in frame[col]]
+        out = prediction_frame(model.predict(smiles, table=frame.reset_index(drop=True)), model.task_names)
         out.index = frame.index
         return out

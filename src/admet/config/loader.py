@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from admet.config.keys import get_dotted, schema_fields, set_dotted, unknown_key
 from admet.config.legacy import apply_legacy, translate_legacy
-from admet.config.molecule_features import check_molecule_features
+from admet.config.molecule_features import check_molecule_features, features_as_list
 from admet.config.phases import CurriculumPhaseConfig
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS
 from admet.config.schema import (
@@ -269,6 +269,7 @@ def load_config(
         warnings.warn(f"{where}: {note}", LegacyConfigWarning, stacklevel=2)
     schema = schema_for(raw)
     _check_keys(raw, schema)
+    features_as_list(raw)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
         cfg = OmegaConf.to_object(merged)

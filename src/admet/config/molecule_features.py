@@ -16,6 +16,7 @@ or Chemprop, so the names live in the config layer, like the heads of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from admet.errors import ConfigError
 
@@ -25,6 +26,8 @@ __all__ = [
     "DESCRIPTOR_MISSING",
     "check_molecule_features",
     "declare",
+    "feature_choice",
+    "features_as_list",
     "known_names",
     "parse_columns",
 ]
@@ -62,6 +65,33 @@ def parse_columns(name: str) -> list[str] | None:
     if not name.startswith(COLUMNS_PREFIX):
         return None
     return [c.strip() for c in name[len(COLUMNS_PREFIX) :].split(",")]
+
+
+def feature_choice(value: Any) -> list[str]:
+    """``data.molecule_features`` from one word, as a study's categorical or a command-line
+    override gives it: ``none`` (or empty) is no descriptors, ``rdkit_2d+morgan_binary``
+    two entries; a list is returned as is.
+
+    Example:
+        >>> feature_choice("none"), feature_choice("rdkit_2d+morgan_count")
+        ([], ['rdkit_2d', 'morgan_count'])
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        word = value.strip()
+        if word.lower() in ("", "none"):
+            return []
+        return [word] if word.startswith(COLUMNS_PREFIX) else [w.strip() for w in word.split("+")]
+    return [str(v) for v in value]
+
+
+def features_as_list(raw: dict[str, Any]) -> None:
+    """Turn a one-word ``data.molecule_features`` of a raw config mapping (a study's
+    categorical choice, ``data.molecule_features=rdkit_2d``) into its list, in place."""
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("molecule_features"), str):
+        data["molecule_features"] = feature_choice(data["molecule_features"])
 
 
 def check_molecule_features(names: Sequence[str] | None, missing: str = "error") -> None:

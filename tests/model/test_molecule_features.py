@@ -157,3 +157,48 @@ def test_saved_model_predicts_the_same_after_reload_through_the_pyfunc_and_chemp
         preds.append(cp(batch.bmg, batch.V_d, batch.X_d).detach().numpy())
     means = before[[f"{t}_pred" for t in ens.task_names]].to_numpy()
     np.testing.assert_allclose(np.mean(preds, axis=0), means, rtol=1e-4, atol=1e-4)
+
+
+def test_mlflow_pyfunc_and_predict_cli_take_the_descriptor_columns(
+    described_csv, tmp_path, monkeypatch, capsys
+):
+    import mlflow
+
+    from admet.model.__main__ import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("ADMET_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ens = _ensemble(
+        described_csv,
+        "[morgan_binary, 'columns:heavy']",
+        data__max_molecules=60,
+        mlflow__enabled=True,
+        mlflow__tracking_uri=uri,
+        mlflow__experiment_name="features",
+        mlflow__registered_model_name="admet-features",
+    ).fit()
+    frame = pd.read_csv(described_csv).head(4)[["SMILES", "heavy"]].astype({"heavy": float})
+    expected = ens.predict(frame["SMILES"].tolist(), table=frame)
+    # the registered pyfunc: the descriptor column is part of its signature, so it arrives
+    served = mlflow.pyfunc.load_model("models:/admet-features/1").predict(frame)
+    np.testing.assert_allclose(served[expected.columns].to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
+    # python -m admet.model predict: the input's column; a bad cell is one line naming file and line
+    folder = ens.save(tmp_path / "model")
+    good = tmp_path / "new.csv"
+    frame.to_csv(good, index=False)
+    assert (
+        main(["predict", "--model", str(folder), "--input", str(good), "--output", str(tmp_path / "p.csv")])
+        == 0
+    )
+    written = pd.read_csv(tmp_path / "p.csv")
+    np.testing.assert_allclose(written[expected.columns].to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
+    bad = tmp_path / "bad.csv"
+    frame.assign(heavy=["1", "2", "many", "4"]).to_csv(bad, index=False)
+    capsys.readouterr()
+    assert (
+        main(["predict", "--model", str(folder), "--input", str(bad), "--output", str(tmp_path / "q.csv")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {bad}, line 4, column 'heavy': descriptor value 'many' is not a finite number"

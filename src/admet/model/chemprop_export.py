@@ -176,7 +176,7 @@ def save_chemprop(model: ExportableModel, path: str | os.PathLike[str]) -> Path:
     note = descriptor_flags(model.config.data.molecule_features)
     if note is not None:
         (out.parent / FEATURES_NOTE).write_text(note + "\n")
-        logger.warning("%s: %s", out.parent, note.splitlines()[0])
+        logger.warning("Chemprop copy %s: %s (see %s)", out.name, note.splitlines()[0], FEATURES_NOTE)
     return out
 
 

@@ -308,6 +308,15 @@ class MoleculeFeatures:
                 parts.append(self._computed(name, smiles, where, first_line))
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(smiles), 0))
 
+    def warm(self, smiles: Sequence[str]) -> None:
+        """Compute (or load) every computed family for ``smiles`` at once: one disk file for
+        the whole set, and later calls for any subset of it (an ensemble member's folds)
+        are answered from memory instead of each writing a file of its own."""
+        smiles = list(smiles)
+        for name in self.names:
+            if parse_columns(name) is None:
+                self._computed(name, smiles, "training data", None)
+
     def describe(self) -> list[dict]:
         """Each entry's name, version, width and Chemprop CLI name (what a saved model
         records); a computed width comes from featurising ethanol once, outside the cache."""

@@ -219,6 +219,7 @@ class ChempropEnsemble:
         self.member_folds = None if folds is None else [f.name for f in folds]
         every = list(dict.fromkeys(s for pair in member_data for part in pair for s in part.smiles))
         default_cache(cfg.data.featurization_cache_dir).graphs(every)  # featurise once
+        ChempropModel(cfg).features.warm(every)  # and the molecule descriptors, when any
 
         tracker = RunTracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
         parent = tracker.start_run(

@@ -292,9 +292,11 @@ class ChempropModel:
         ``train`` only (Chemprop's ``normalize_inputs("X_d")``; NaN-aware, an imputed empty
         cell becomes 0, the training mean), and that scaler's (mean, scale); all None
         without ``data.molecule_features``. The stacked fit calls this per member."""
-        X_train = self.descriptors(train.smiles, train.extra, "training data")
-        if X_train is None:
+        if not self.features:
             return None, None, None
+        self.features.warm([*train.smiles, *val.smiles])  # one cache file for both (and memory)
+        X_train = self.descriptors(train.smiles, train.extra, "training data")
+        assert X_train is not None
         X_val = self.descriptors(val.smiles, val.extra, "validation data")
         scaler = StandardScaler().fit(X_train)
         x_mean = np.nan_to_num(scaler.mean_, nan=0.0)

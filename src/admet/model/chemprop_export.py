@@ -214,7 +214,9 @@ def descriptor_flags(names: Sequence[str]) -> str | None:
         )
     lines.append(
         "  The descriptor scaler of the training fold is inside the model (X_d_transform); "
-        "NaN values count as 0 as in Chemprop, and values beyond +/-1e30 are clipped to it."
+        "computed NaN values count as 0 as in Chemprop, values beyond +/-1e30 are clipped to it, "
+        "and an empty columns: cell (data.descriptor_missing: mean) is the training mean "
+        "(X_d_transform.mean), which the file must hold instead."
     )
     return "\n".join(lines)
 

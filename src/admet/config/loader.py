@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from admet.config.keys import get_dotted, schema_fields, set_dotted, unknown_key
 from admet.config.legacy import apply_legacy, translate_legacy
+from admet.config.molecule_features import check_molecule_features, features_as_list
 from admet.config.phases import CurriculumPhaseConfig
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS
 from admet.config.schema import (
@@ -161,6 +162,7 @@ def _validate(cfg: ChempropConfig) -> None:
         raise ConfigError(f"data.split must be 'scaffold' or 'random', got {data.split!r}")
     if data.on_invalid_smiles not in ("error", "skip"):
         raise ConfigError("data.on_invalid_smiles must be 'error' or 'skip'")
+    check_molecule_features(data.molecule_features, data.descriptor_missing)
     model, opt = cfg.model, cfg.optimization
     for name in ("depth", "message_hidden_dim", "hidden_dim", "num_layers"):
         if getattr(model, name) < 1:
@@ -269,6 +271,7 @@ def load_config(
         warnings.warn(f"{where}: {note}", LegacyConfigWarning, stacklevel=2)
     schema = schema_for(raw)
     _check_keys(raw, schema)
+    features_as_list(raw)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
         cfg = OmegaConf.to_object(merged)

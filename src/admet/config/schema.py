@@ -72,6 +72,12 @@ class DataConfig:
     # of their own, <task>_<tier>, predicted but never scored). Tiers are the names of
     # joint_sampling.curriculum.qualities, read from its quality_col.
     tier_use: dict[str, str] = field(default_factory=dict)
+    # Molecule-level descriptors concatenated to the embedding after aggregation, as
+    # Chemprop's --molecule-featurizers / --descriptors-path (admet.config.molecule_features):
+    # Chemprop featurizer names (rdkit_2d, morgan_binary, ...), minimol, columns:<a>,<b>.
+    molecule_features: list[str] = field(default_factory=list)
+    # An empty cell of a columns:<a>,<b> descriptor: error (refused) | mean (training mean)
+    descriptor_missing: str = "error"
 
 
 @dataclass

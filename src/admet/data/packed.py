@@ -184,12 +184,21 @@ class PackedMoleculeDataset(Dataset):
     """Packed graphs and their (already scaled) targets; indexed by a whole batch.
 
     ``dataset[indices]`` is Chemprop's ``TrainingBatch`` for those molecules, with unit
-    sample weights and no extra descriptors, as ``collate_batch`` gives for a plain
-    ``MoleculeDataset``. Targets live on the same device as the graphs.
+    sample weights and the molecule descriptors ``X_d`` when given (else None), as
+    ``collate_batch`` gives for a ``MoleculeDataset``. Targets and descriptors live on the
+    same device as the graphs.
     """
 
-    def __init__(self, graphs: PackedGraphs, Y: np.ndarray | Tensor | None = None) -> None:
+    def __init__(
+        self, graphs: PackedGraphs, Y: np.ndarray | Tensor | None = None, X_d: np.ndarray | None = None
+    ) -> None:
         self.graphs = graphs
+        # molecule descriptors (data.molecule_features), as Chemprop's batch X_d, or None
+        self.X_d = (
+            None if X_d is None else torch.as_tensor(np.asarray(X_d, dtype=np.float32)).to(graphs.device)
+        )
+        if self.X_d is not None and len(self.X_d) != len(graphs):
+            raise ValueError(f"{len(self.X_d)} descriptor rows for {len(graphs)} molecules")
         if Y is not None:
             Y = torch.as_tensor(np.asarray(Y, dtype=np.float32)).to(graphs.device)
             if len(Y) != len(graphs):
@@ -212,15 +221,18 @@ class PackedMoleculeDataset(Dataset):
         bmgs = self.graphs.batches(sets)
         device = self.graphs.device
         ws = torch.ones((sum(sizes), 1), device=device).split(sizes)
-        if self.Y is None:
-            return [TrainingBatch(b, None, None, None, w, None, None) for b, w in zip(bmgs, ws, strict=True)]
         idx = torch.from_numpy(np.concatenate(sets)).to(device, non_blocking=device.type == "cuda")
+        xs = [None] * len(sets) if self.X_d is None else self.X_d.index_select(0, idx).split(sizes)
+        if self.Y is None:
+            return [
+                TrainingBatch(b, None, x, None, w, None, None) for b, x, w in zip(bmgs, xs, ws, strict=True)
+            ]
         Y = self.Y.index_select(0, idx)
         # the criterion's label mask and NaN-free targets for the whole group at once
         parts = zip(Y.split(sizes), Y.isfinite().split(sizes), Y.nan_to_num(0.0).split(sizes), strict=True)
         return [
-            LabelledBatch.of(TrainingBatch(b, None, None, y, w, None, None), mask, filled)
-            for b, w, (y, mask, filled) in zip(bmgs, ws, parts, strict=True)
+            LabelledBatch.of(TrainingBatch(b, None, x, y, w, None, None), mask, filled)
+            for b, x, w, (y, mask, filled) in zip(bmgs, xs, ws, parts, strict=True)
         ]
 
 

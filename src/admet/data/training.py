@@ -14,6 +14,7 @@ import pandas as pd
 from admet.config.schema import ChempropConfig
 from admet.config.tiers import uses_tiers
 from admet.data.dataset import MultitaskDataset, load_multitask_csv
+from admet.data.molecule_features import check_table_columns
 from admet.data.splits import fold_assignment
 from admet.errors import DataError
 from admet.paths import home
@@ -161,6 +162,7 @@ def load_training_data(cfg: ChempropConfig, file: str | os.PathLike[str] | None 
     )
     if quality_col is None:
         ds.quality = None
+    check_table_columns(cfg.data.molecule_features, path, cfg.data.descriptor_missing)
     return ds
 
 

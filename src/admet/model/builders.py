@@ -44,9 +44,16 @@ def build_mpnn(
     task_names: Sequence[str],
     mean: np.ndarray,
     scale: np.ndarray,
+    descriptor_scaler: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MultitaskMPNN:
     """A freshly initialised :class:`MultitaskMPNN` for ``config``: ``featurizer`` gives the
-    atom and bond feature sizes, ``mean``/``scale`` the target scaling its output undoes."""
+    atom and bond feature sizes, ``mean``/``scale`` the target scaling its output undoes.
+
+    ``descriptor_scaler``: the (mean, scale) of the molecule descriptors
+    (``data.molecule_features``) on the training fold, as Chemprop does it: a
+    ``ScaleTransform`` (``X_d_transform``, applied in eval mode to raw descriptors; training
+    and validation batches come scaled already), the descriptors concatenated to the
+    aggregated embedding and the head's input grown by their count."""
     m, opt = config.model, config.optimization
     mp = BondMessagePassing(
         d_v=featurizer.atom_fdim,
@@ -61,7 +68,7 @@ def build_mpnn(
     ffn = build_predictor(
         m,
         n_tasks=len(task_names),
-        input_dim=mp.output_dim,
+        input_dim=mp.output_dim + (0 if descriptor_scaler is None else len(descriptor_scaler[0])),
         criterion=CRITERIA[opt.criterion](task_weights=weights),
         output_transform=cnn.UnscaleTransform(mean, scale),
     )
@@ -75,6 +82,7 @@ def build_mpnn(
         init_lr=schedule.init_lr,
         max_lr=schedule.max_lr,
         final_lr=schedule.final_lr,
+        X_d_transform=None if descriptor_scaler is None else cnn.ScaleTransform(*descriptor_scaler),
     )
     mpnn.schedule = schedule
     return mpnn

@@ -24,6 +24,7 @@ only. Which Chemprop head and aggregation a part maps to is its ``chemprop`` nam
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from chemprop.models import MPNN
 from chemprop.models.utils import save_model
 from chemprop.utils.registry import Factory
 
+from admet.config.molecule_features import CHEMPROP_FEATURIZERS, parse_columns
 from admet.config.registry import AGGREGATIONS, HEADS, SAMPLERS, sampler_name
 from admet.errors import AdmetError
 from admet.model.schedule import noam_schedule
@@ -47,11 +49,18 @@ __all__ = [
     "ExportableModel",
     "NotExportableError",
     "chemprop_train_config",
+    "descriptor_flags",
     "head_substitution",
     "save_chemprop",
     "to_chemprop",
     "write_chemprop_config",
 ]
+
+
+logger = logging.getLogger(__name__)
+
+# beside the Chemprop copies of a model with molecule descriptors: the flags they need
+FEATURES_NOTE = "MOLECULE_FEATURES.txt"
 
 
 class ExportableModel(Protocol):
@@ -135,10 +144,16 @@ def to_chemprop(model: ExportableModel) -> MPNN:
             "output_transform": output_transform,
         },
     )
+    x_transform = src.X_d_transform
     out = MPNN(
         mp,
         agg,
         predictor,
+        X_d_transform=(
+            cnn.ScaleTransform(x_transform.mean[0].tolist(), x_transform.scale[0].tolist())
+            if isinstance(x_transform, cnn.ScaleTransform)
+            else None
+        ),
         batch_norm=isinstance(src.bn, torch.nn.BatchNorm1d),
         metrics=None,  # Chemprop's defaults: its predictor's metric (MSE), then the criterion
         warmup_epochs=src.warmup_epochs,
@@ -182,7 +197,52 @@ def save_chemprop(model: ExportableModel, path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model(out, mpnn, list(model.task_names))
+    note = descriptor_flags(model.config.data.molecule_features)
+    if note is not None:
+        (out.parent / FEATURES_NOTE).write_text(note + "\n")
+        logger.warning("Chemprop copy %s: %s (see %s)", out.name, note.splitlines()[0], FEATURES_NOTE)
     return out
+
+
+def descriptor_flags(names: Sequence[str]) -> str | None:
+    """What ``chemprop predict``/``train`` needs besides the model to compute the same
+    molecule descriptors as ``data.molecule_features`` (None without any): the first line
+    says it, the rest how. Chemprop puts ``--descriptors-path`` values first, then the
+    ``--molecule-featurizers`` blocks in order; ours follow the config's order, so
+    Chemprop's featurizers can be named only when they come after every entry it cannot
+    compute (``minimol``, ``columns:``); otherwise every block goes in the file."""
+    if not names:
+        return None
+    own = [n in CHEMPROP_FEATURIZERS for n in names]
+    first_own = own.index(True) if any(own) else len(names)
+    by_name = all(own[first_own:])
+    file_part = list(names[:first_own]) if by_name else list(names)
+    flag_part = list(names[first_own:]) if by_name else []
+    lines = [
+        "This model uses molecule descriptors (data.molecule_features = "
+        f"{list(names)}): chemprop predict needs "
+        + " and ".join(
+            (["--descriptors-path"] if file_part else []) + (["--molecule-featurizers"] if flag_part else [])
+        )
+        + " to reproduce its predictions.",
+    ]
+    if flag_part:
+        lines.append(f"  --molecule-featurizers {' '.join(flag_part)}")
+    if file_part:
+        lines.append(
+            "  --descriptors-path FILE.npz: one row per input molecule, the raw (unscaled) values of "
+            + ", then ".join(
+                f"columns {', '.join(parse_columns(n) or [])}" if parse_columns(n) else n for n in file_part
+            )
+            + " side by side (python -m admet.model predict computes them itself)"
+        )
+    lines.append(
+        "  The descriptor scaler of the training fold is inside the model (X_d_transform); "
+        "computed NaN values count as 0 as in Chemprop, values beyond +/-1e30 are clipped to it, "
+        "and an empty columns: cell (data.descriptor_missing: mean) is the training mean "
+        "(X_d_transform.mean), which the file must hold instead."
+    )
+    return "\n".join(lines)
 
 
 def _toml(value: object) -> str:
@@ -273,6 +333,9 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
     }
     if opt.task_weights is not None:
         values["task-weights"] = [float(w) for w in opt.task_weights]
+    features = list(config.data.molecule_features)
+    if features and all(n in CHEMPROP_FEATURIZERS for n in features):
+        values["molecule-featurizers"] = features
     ensemble = getattr(config, "ensemble", None)
     lines = [
         "# Chemprop CLI config: chemprop train --config-path THIS.toml -i TRAIN.csv -o OUT_DIR",
@@ -303,6 +366,11 @@ def chemprop_train_config(config: ChempropConfig, substitute_head: bool = False)
         lines.append(f"#   batch sampler joint_sampling.sampler={sampler!r}: Chemprop shuffles uniformly")
     if substitution:
         lines.append(f"#   substituted: {substitution}")
+    if features and "molecule-featurizers" not in values:
+        lines.append(
+            f"#   data.molecule_features={features}: give --descriptors-path (and --molecule-featurizers); "
+            "see descriptor_flags in admet.model.chemprop_export"
+        )
     if ensemble is not None:
         lines.append(
             f"#   ensemble of {ensemble.n_members} cross-validation members on "

@@ -54,7 +54,7 @@ from admet.model.calibration import (
 )
 from admet.model.folder import check_complete, writing
 from admet.model.metrics import labelled_arrays, regression_metrics
-from admet.model.model import ChempropModel
+from admet.model.model import ChempropModel, table_of
 from admet.model.persistence import read_ensemble, write_ensemble
 from admet.model.plots import parity_plots
 from admet.model.progress import ConsoleStatus, EpochProgressCallback, FitProgress
@@ -231,6 +231,7 @@ class ChempropEnsemble:
         self.member_folds = None if folds is None else [f.name for f in folds]
         every = list(dict.fromkeys(s for pair in member_data for part in pair for s in part.smiles))
         default_cache(cfg.data.featurization_cache_dir).graphs(every)  # featurise once
+        ChempropModel(cfg).features.warm(every)  # and the molecule descriptors, when any
 
         tracker = RunTracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
         parent = tracker.start_run(
@@ -271,7 +272,7 @@ class ChempropEnsemble:
             members[m] = model
             t0 = time.perf_counter()
             val = member_data[m][1]
-            oof[rows[m]] = model.predict_canonical(val.smiles)
+            oof[rows[m]] = model.predict_canonical(val.smiles, val.extra)
             # the fold score (the CV score, the study objective) reads the scope's labels
             labels = ValidationScope.of(cfg, val).scored(val.Y)
             metrics = fold_metrics[m] = regression_metrics(labels, oof[rows[m], :k], self.task_names)
@@ -491,17 +492,22 @@ class ChempropEnsemble:
     # -- inference ------------------------------------------------------------------------
 
     def predict(
-        self, smiles: Sequence[str], include_spread: bool = False, auxiliary_tasks: bool = False
+        self,
+        smiles: Sequence[str],
+        include_spread: bool = False,
+        auxiliary_tasks: bool = False,
+        table: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Per task: the mean over members ``<task>_pred``, the calibrated standard deviation
         ``<task>_std`` and the 90% interval ``<task>_lo90``/``<task>_hi90``; with
         ``include_spread`` also the raw member spread ``<task>_spread``. Without a
         calibration (an ensemble saved before it existed) the spread is the sd and the
         interval Gaussian. The auxiliary tasks of ``data.tier_use`` are left out unless
-        ``auxiliary_tasks``."""
+        ``auxiliary_tasks``. ``table``: the descriptor columns of a ``columns:`` molecule
+        feature, row-aligned with ``smiles``."""
         if not self.members:
             raise RuntimeError("the ensemble is not trained or loaded yet")
-        stack = np.stack([m.predict_array(smiles) for m in self.members])
+        stack = np.stack([m.predict_array(smiles, table) for m in self.members])
         mean, spread = stack.mean(0), stack.std(0, ddof=0)
         if self.calibration is not None:
             std, lo, hi = self.calibration.apply(mean, spread, self.output_tasks, stack)
@@ -516,7 +522,7 @@ class ChempropEnsemble:
         """Per-task and macro metrics of the ensemble mean, and of its uncertainty (Gaussian
         NLL, miscalibration area, 90% coverage, Spearman |error| vs std; calibrated and raw)."""
         smiles, Y = labelled_arrays(data, self.config.data.smiles_col, self.task_names)
-        predictions = self.predict(smiles, include_spread=True)
+        predictions = self.predict(smiles, include_spread=True, table=table_of(data))
         means = predictions[[f"{t}_pred" for t in self.task_names]].to_numpy()
         metrics = regression_metrics(Y, means, self.task_names)
         return add_uncertainty_metrics(metrics, Y, predictions, self.task_names)

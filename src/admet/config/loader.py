@@ -320,6 +320,8 @@ def config_hash(cfg: ChempropConfig | Mapping[str, Any]) -> str:
 _LATER_KEYS: dict[tuple[str, str], Any] = {
     ("data", "tier_use"): {},
     ("optimization", "validation_qualities"): None,
+    ("data", "molecule_features"): [],
+    ("data", "descriptor_missing"): "error",
 }
 
 

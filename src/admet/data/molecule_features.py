@@ -24,6 +24,10 @@ name and renamed, and only after every molecule was computed, so no half cache e
 Why here: features are data, like the graphs (:mod:`admet.data.featurize`), and the same
 molecules are featurised for every member and trial. Scaling is the model's (a scaler
 fitted on each member's training fold, Chemprop's ``X_d_transform``), not done here.
+
+Over 350 lines because the featurizer registry, the per-family readers (Chemprop's
+featurizers, MiniMol, table columns), their one-line input errors and the versioned,
+rename-on-write cache share one spec object; split, each part would import the others.
 """
 
 from __future__ import annotations

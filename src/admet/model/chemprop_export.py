@@ -19,6 +19,9 @@ only. Which Chemprop head and aggregation a part maps to is its ``chemprop`` nam
 :mod:`admet.config.registry` (``regression`` -> ``PredictorRegistry["regression"]``,
 ``mean`` -> ``--aggregation mean``); a part registered without one (the ``branched`` and
 ``moe`` heads) has no Chemprop counterpart: those models raise :class:`NotExportableError`.
+
+Over 350 lines because the state-dict mapping, the config -> Chemprop TOML flags and
+the notes on what Chemprop cannot express (heads, tiers, descriptors) must agree key by key.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ format in :mod:`admet.model.persistence` (which asks :mod:`admet.model.chemprop_
 for the Chemprop copy), and MLflow pyfunc logging in :mod:`admet.model.pyfunc_logging`.
 None of them imports this module, so a fit's MLflow logging and ``save``'s Chemprop copy
 need no function-local import back.
+
+Over 350 lines because one member's fit, its inference and its descriptor and tier
+handling share the network's state; builders, training and persistence are already apart.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Training computes Chemprop's loss (the criterion's unreduced loss, masked and we
 summed over the batch's labels) without a per-step ``log``: the epoch's loss sum and label
 count accumulate on the device and ``train_loss_epoch`` is logged once per epoch, so a step
 never waits for the device or for Lightning's logging.
+
+Over 350 lines because the Lightning module's steps, its validation scope and its
+per-task, per-tier logging read the same epoch accumulators.
 """
 
 from __future__ import annotations

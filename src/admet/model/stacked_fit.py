@@ -19,6 +19,9 @@ checkpoint. What the single-member path gets from Lightning's ``EarlyStopping``,
 ``ModelCheckpoint`` and the curriculum callback is done here with the same rules: a
 strictly lower monitor value is an improvement, ``patience`` epochs without one stop the
 member, a non-finite value stops it, a curriculum phase change may reset the patience.
+
+Over 350 lines because each member's own early stopping, checkpoint, curriculum,
+schedule, validation scope and descriptors are the per-member state of one stacked loop.
 """
 
 from __future__ import annotations

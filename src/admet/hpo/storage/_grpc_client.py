@@ -26,15 +26,15 @@ What works through the proxy, and how:
   attribute ``admet:heartbeat``; a RUNNING trial whose token this process has seen
   unchanged for the grace period (on its own monotonic clock, so clocks of other machines
   do not matter) is stale, failed and re-queued by ``RetryHeartbeatStaleTrialCallback``;
-* the worker index: there is no lock through the proxy; the index is registered
-  best-effort (read the highest, claim the next, read back), with a warning: pass
-  ``--worker-index`` for guaranteed distinct sampler seeds.
+* the worker index: no lock through the proxy, so it is claimed and read back, best
+  effort, with a warning: pass ``--worker-index`` for guaranteed distinct sampler seeds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 import uuid
@@ -316,22 +316,34 @@ def open_grpc_storage(
     return storage
 
 
-def register_worker_best_effort(storage: optuna.storages.BaseStorage, study_id: int, worker: str) -> int:
-    """A worker index through a storage without locks (the gRPC proxy): the next free
-    ``worker:<index>`` study attribute, claimed and read back. Two workers starting in the
-    same instant may get the same index (same sampler seed); a warning says so."""
+def register_worker_best_effort(
+    storage: optuna.storages.BaseStorage, study_id: int, worker: str, give_up_after: float = 300.0
+) -> int:
+    """A worker index through a storage without locks (the gRPC proxy): a free
+    ``worker:<index>`` study attribute, claimed and read back; two workers starting in the
+    same instant may get the same index (same sampler seed), a warning says so. A herd (a
+    Kubernetes Job, a Slurm array) all see the same free index first: each failed round draws
+    from a range twice as wide above the highest taken, so about log2(N) rounds place N
+    workers (128 claiming ``max + 1`` for 20 rounds left 53 unplaced); gaps only seed samplers.
+    """
     logger.warning(
         "through the storage proxy the worker index is registered without a lock; "
         "pass --worker-index N for guaranteed distinct sampler seeds"
     )
-    for _ in range(20):
+    rng, deadline, spread = random.Random(uuid.uuid4().hex), time.monotonic() + give_up_after, 1
+    while True:
         attrs = storage.get_study_user_attrs(study_id)
-        taken = [int(k.split(":", 1)[1]) for k in attrs if k.startswith("worker:") and k[7:].isdigit()]
-        index = max(taken, default=-1) + 1
-        key = f"worker:{index}"
-        claim = f"{worker}#{uuid.uuid4().hex[:8]}"
+        taken = {int(k.split(":", 1)[1]) for k in attrs if k.startswith("worker:") and k[7:].isdigit()}
+        index = max(taken, default=-1) + 1 + rng.randrange(spread)
+        key, claim, t0 = f"worker:{index}", f"{worker}#{uuid.uuid4().hex[:8]}", time.monotonic()
         storage.set_study_user_attr(study_id, key, claim)
-        time.sleep(0.2)  # let a racing claim of the same key land, then read back
+        # a racing claim of the same key is as slow as this one: let it land, then read back
+        time.sleep(max(0.2, 3 * (time.monotonic() - t0)) * (1 + rng.random()))
         if storage.get_study_user_attrs(study_id).get(key) == claim:
             return index
-    raise StorageError("could not register a worker index through the storage proxy; pass --worker-index")
+        if time.monotonic() > deadline:
+            raise StorageError(
+                f"could not register a worker index through the storage proxy in {give_up_after:g} s; "
+                "pass --worker-index"
+            )
+        spread = min(spread * 2, 4096)

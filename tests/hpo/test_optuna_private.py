@@ -240,3 +240,26 @@ def test_the_proxy_service_registers_on_a_grpc_server(storage):
         client.close()
     finally:
         server.stop(grace=None)
+
+
+def test_the_proxy_cache_takes_parameters_of_trials_another_process_created(storage):
+    """A proxy restarted under running workers gets ``suggest_*`` for trials created through
+    the one before. Optuna's own cache raises KeyError there (pinned: when it stops, the
+    subclass can go); ours reads the trial in and writes the parameter."""
+    from optuna.distributions import FloatDistribution
+    from optuna.storages._cached_storage import _CachedStorage
+
+    first = _CachedStorage(storage)  # the proxy before the restart
+    study_id = first.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s")
+    trial_id = first.create_new_trial(study_id)
+    dist = FloatDistribution(0, 1)
+    with pytest.raises(KeyError):
+        _CachedStorage(storage).set_trial_param(trial_id, "x", 0.5, dist)
+    restarted = private.cached_storage(storage)
+    restarted.set_trial_param(trial_id, "x", 0.25, dist)
+    restarted.set_trial_param(trial_id, "y", 0.75, dist)  # now known: the cached path
+    assert storage.get_trial(trial_id).params == {"x": 0.25, "y": 0.75}
+    assert restarted.get_all_trials(study_id)[0].params == {"x": 0.25, "y": 0.75}
+    # a trial that does not exist is still an error, not a silent write
+    with pytest.raises(KeyError):
+        restarted.set_trial_param(trial_id + 100, "x", 0.5, dist)

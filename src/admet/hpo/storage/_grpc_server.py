@@ -17,7 +17,7 @@ from typing import Any
 from admet.errors import StorageError
 from admet.hpo.storage._factory import open_storage
 from admet.hpo.storage._grpc_client import read_pem
-from admet.hpo.storage._optuna_private import add_proxy_service
+from admet.hpo.storage._optuna_private import add_proxy_service, cached_storage
 from admet.hpo.storage._urls import is_grpc_url, resolve_storage_url, where
 from admet.redact import mask_url
 
@@ -65,7 +65,7 @@ def serve_storage(
         StorageError: ``url`` is itself a proxy, the database cannot be used, or the TLS
             settings are incomplete or missing for a non-loopback address.
     """
-    from optuna.storages import get_storage, run_grpc_proxy_server
+    from optuna.storages import run_grpc_proxy_server
 
     url = resolve_storage_url(url)
     if is_grpc_url(url):
@@ -94,7 +94,9 @@ def serve_storage(
             require_client_auth=bool(client_ca),
         )
     backend = open_storage(url)
-    storage = get_storage(backend)  # Optuna's cache in front of RDBStorage, as its docs advise
+    # Optuna's cache in front of RDBStorage, as its docs advise (get_storage), that also knows
+    # trials created through a proxy before a restart
+    storage = cached_storage(backend)
 
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt("storage proxy stopped")

@@ -13,7 +13,8 @@ Besides the names below, the storages override these private hooks of Optuna's c
 (:data:`RDB_HOOKS`, :data:`GRPC_HOOKS`, also pinned by the tests): ``RDBStorage``'s
 ``_create_new_trial``, ``_get_prepared_new_trial`` and ``_get_stale_trial_ids``, and
 ``GrpcStorageProxy``'s ``_setup`` (with its ``_host``, ``_port``, ``_channel``, ``_stub``
-and ``_cache`` attributes).
+and ``_cache`` attributes); the proxy's cache subclasses ``_CachedStorage`` (its
+``_lock``, ``_studies``, ``_trial_id_to_study_id_and_number``, ``_add_trials_to_cache``).
 
 gRPC modules of Optuna import ``grpc``; they are imported inside the functions that need
 them, so importing the storage does not need grpcio.
@@ -28,6 +29,7 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage
 from optuna.storages._base import DEFAULT_STUDY_NAME_PREFIX
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
@@ -41,6 +43,7 @@ __all__ = [
     "BaseHeartbeat",
     "add_proxy_service",
     "backend_of",
+    "cached_storage",
     "grpc_stub_and_cache",
     "models",
     "rdb_create_new_trial",
@@ -121,6 +124,42 @@ def study_id_of(study: optuna.Study) -> int:
 def trial_id_of(trial: FrozenTrial | optuna.Trial) -> int:
     """The storage's id of a trial (``number`` counts within the study, this across all)."""
     return trial._trial_id
+
+
+class _TrialLearningCache(_CachedStorage):
+    """Optuna's cache in front of an RDB storage, for the gRPC proxy, that also takes a
+    parameter for a trial it has never seen.
+
+    Optuna's ``set_trial_param`` looks the trial's study up in the cache's own map, filled
+    only by trials this process created or read. A proxy restarted under running workers
+    (or a second proxy on the same database) gets ``suggest_*`` calls for trials created
+    through the one before: the lookup raised ``KeyError``, the client got NOT_FOUND and the
+    worker died. Here such a trial's study is read from the database into the cache first.
+    """
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: optuna.distributions.BaseDistribution,
+    ) -> None:
+        with self._lock:
+            known = trial_id in self._trial_id_to_study_id_and_number
+        if not known:  # as create_new_trial caches the trials it makes
+            with scoped_session(self._backend) as session:
+                study_id = models.TrialModel.find_or_raise_by_id(trial_id, session).study_id
+            trial = self._backend.get_trial(trial_id)
+            with self._lock:
+                self._studies.setdefault(study_id, _StudyInfo())
+                self._add_trials_to_cache(study_id, [trial])
+        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+
+
+def cached_storage(backend: RDBStorage) -> optuna.storages.BaseStorage:
+    """Optuna's cache in front of ``backend`` (what ``optuna.storages.get_storage`` gives an
+    ``RDBStorage``), taking parameters of trials created through another process."""
+    return _TrialLearningCache(backend)
 
 
 def grpc_stub_and_cache(channel: Any) -> tuple[Any, Any]:

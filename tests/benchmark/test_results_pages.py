@@ -45,8 +45,6 @@ NOTE = re.compile(
 )
 # Pages whose figures cannot be regenerated from committed data, and why.
 NOT_REPRODUCIBLE: dict[str, str] = {
-    "hpo_pruning.md": "hpo_pruning.py printed its table to the terminal (it had no --json); the three "
-    "SQLite studies were in a temporary folder",
     "hpo_soak.md": "hpo_soak.py printed its figures (it had no --json); the PostgreSQL cluster and the "
     "worker logs are removed at the end of a run",
     "ensemble_vs_chemprop-HLM.md": "the run's summary-HLM.json was written under $ADMET_HOME/results/"

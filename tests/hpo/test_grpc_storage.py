@@ -71,12 +71,13 @@ def proxy(tmp_path):
 
 class _AnswerLost:
     """A gRPC server interceptor that applies the first call of each named method and then
-    answers UNAVAILABLE, as when the proxy dies after the commit, before its answer."""
+    answers ``code`` (UNAVAILABLE), as when the proxy dies after the commit, before its
+    answer (CANCELLED: a proxy stopping under the call)."""
 
-    def __init__(self, *methods: str) -> None:
+    def __init__(self, *methods: str, code: str = "UNAVAILABLE") -> None:
         import grpc
 
-        self.left, self.lost = set(methods), []
+        self.left, self.lost, status = set(methods), [], getattr(grpc.StatusCode, code)
 
         class Interceptor(grpc.ServerInterceptor):
             def intercept_service(inner, continuation, details):
@@ -90,7 +91,7 @@ class _AnswerLost:
                     if name in self.left:
                         self.left.discard(name)
                         self.lost.append(name)
-                        context.abort(grpc.StatusCode.UNAVAILABLE, "injected: answer lost after the commit")
+                        context.abort(status, "injected: answer lost after the commit")
                     return answer
 
                 return grpc.unary_unary_rpc_method_handler(
@@ -102,16 +103,20 @@ class _AnswerLost:
         self.interceptor = Interceptor()
 
 
-def test_calls_whose_answer_the_proxy_lost_are_sent_again_and_applied_once(tmp_path, caplog):
-    """A gRPC UNAVAILABLE is retried like a database blip: the study, the trial, its
-    parameter and its result each land once although every first answer was lost."""
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "CANCELLED"])
+def test_calls_whose_answer_the_proxy_lost_are_sent_again_and_applied_once(tmp_path, caplog, code):
+    """A gRPC UNAVAILABLE (or CANCELLED: a proxy stopping under the call, seen in the proxy
+    soak) is retried like a database blip: the study, the trial, its parameter and its
+    result each land once although every first answer was lost."""
     import grpc
     from optuna.storages import get_storage
 
     from admet.hpo.storage._optuna_private import add_proxy_service
 
     db = f"sqlite:///{tmp_path / 'studies.db'}"
-    lost = _AnswerLost("CreateNewStudy", "CreateNewTrial", "SetTrialParameter", "SetTrialStateValues")
+    lost = _AnswerLost(
+        "CreateNewStudy", "CreateNewTrial", "SetTrialParameter", "SetTrialStateValues", code=code
+    )
     server = grpc.server(ThreadPoolExecutor(4), interceptors=[lost.interceptor])
     add_proxy_service(get_storage(open_storage(db)), server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -10,15 +10,14 @@ What works through the proxy, and how:
 * studies, trials, parameters, attributes, ``status``/``best``/``report``/``refit``/
   ``sync-mlflow``/``dashboard``: Optuna's :class:`~optuna.storages.GrpcStorageProxy`;
 * a lost *database* connection: retried inside the proxy by ``ResilientRDBStorage``;
-  a restarted *proxy*: calls not yet sent wait for it (gRPC ``wait_for_ready``), and a
-  call that fails with ``UNAVAILABLE`` (in flight when the proxy went down, or its answer
-  lost) is sent again with backoff for up to the storage retry window
-  (``ADMET_STORAGE_RETRY_SECONDS``), like a database blip. A repeat is safe: reads and
-  Optuna's upserts repeat as they are; a new trial carries this client's token
-  (``CLIENT_TOKEN``), so the proxy returns the trial a first request created; a repeated
-  ``tell``, study creation or deletion that finds its own first attempt applied reports
-  success. A repeated pop of a WAITING trial cannot tell whose pop landed: the trial it
-  may leave RUNNING without a heartbeat goes stale and is re-queued once;
+  a restarted *proxy*: calls not yet sent wait for it (gRPC ``wait_for_ready``); one that
+  fails ``UNAVAILABLE`` or ``CANCELLED`` (in flight as the proxy went, or its answer lost)
+  is sent again with backoff within ``ADMET_STORAGE_RETRY_SECONDS``, like a database blip.
+  A repeat is safe: reads and Optuna's upserts repeat as they are; a new trial carries
+  this client's token (``CLIENT_TOKEN``), so the proxy returns the trial a first request
+  created; a repeated ``tell``, study creation or deletion that finds its own first attempt
+  applied reports success. A repeated pop of a WAITING trial cannot tell whose pop landed:
+  the trial it may leave RUNNING without a heartbeat goes stale and is re-queued once;
 * heartbeat and the retry of killed trials: Optuna's ``GrpcStorageProxy`` is not a
   ``BaseHeartbeat`` (the proxy's API has no heartbeat call), so Optuna runs no heartbeat
   thread and ``fail_stale_trials`` does nothing through it. :class:`HeartbeatGrpcStorage`
@@ -100,10 +99,12 @@ _calls = threading.local()  # .repeated: this thread's last call was sent more t
 def _retrying_channel(channel: Any, url: str) -> Any:
     """``channel`` whose calls wait for the proxy instead of failing at once while it is
     (re)starting (a call never sent is safe to delay, writes included), and are sent again
-    after ``UNAVAILABLE`` for up to the retry window (module docstring: why that is safe).
+    after ``UNAVAILABLE`` or ``CANCELLED`` within the retry window (module docstring: why).
     gRPC's own retry policy is not used: it never repeats a call the server may have
     applied, which is the case this has to cover."""
     import grpc
+
+    retried = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
     class RetryUnavailable(grpc.UnaryUnaryClientInterceptor):
         def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
@@ -113,7 +114,8 @@ def _retrying_channel(channel: Any, url: str) -> Any:
             while True:
                 outcome = continuation(details, request)
                 left = deadline - time.monotonic()
-                if outcome.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                # CANCELLED: this client cancels nothing, so the stopping proxy cancelled it
+                if outcome.code() not in retried or left <= 0:
                     return outcome
                 logger.warning(
                     "storage proxy %s unavailable during %s (%s); sending it again in %.1f s",
@@ -321,11 +323,9 @@ def register_worker_best_effort(
 ) -> int:
     """A worker index through a storage without locks (the gRPC proxy): a free
     ``worker:<index>`` study attribute, claimed and read back; two workers starting in the
-    same instant may get the same index (same sampler seed), a warning says so. A herd (a
-    Kubernetes Job, a Slurm array) all see the same free index first: each failed round draws
-    from a range twice as wide above the highest taken, so about log2(N) rounds place N
-    workers (128 claiming ``max + 1`` for 20 rounds left 53 unplaced); gaps only seed samplers.
-    """
+    same instant may share one (same sampler seed; a warning says so). A herd (a Job, an
+    array) sees the same free index first: each failed round draws from a range twice as
+    wide, so about log2(N) rounds place N workers (gaps in the indices only seed samplers)."""
     logger.warning(
         "through the storage proxy the worker index is registered without a lock; "
         "pass --worker-index N for guaranteed distinct sampler seeds"

@@ -3,11 +3,20 @@ workers ride it out inside their retry window and the study ends exactly as aske
 
 Real processes throughout: ``python -m admet.hpo serve-storage`` over a SQLite file, and
 two workers of the scale benchmark's cheap objective (``benchmarks/hpo_workers.py
---worker``: the real worker loop, TPE sampler, heartbeat and shared budget; a trial sleeps
-instead of training), so the test takes seconds rather than minutes. The proxy is SIGKILLed
-once a trial has finished (the workers are then mid-study: asking, telling, beating) and
-started again at once; a call in flight when it died fails with ``UNAVAILABLE`` and is sent
-again (``_grpc_client._retrying_channel``), calls not yet sent wait for the proxy.
+--worker``: the real worker loop, TPE sampler, heartbeat and shared budget; a trial draws
+its parameters, reports step 0, sleeps, reports step 1, sleeps), so the test takes seconds
+rather than minutes. The proxy is SIGKILLed once a trial has finished and both workers are
+inside a trial's sleep (their parameters drawn), and started again at once; a call in
+flight when it died fails with ``UNAVAILABLE`` and is sent again
+(``_grpc_client._retrying_channel``), calls not yet sent wait for the proxy.
+
+A trial created through the old proxy that draws a parameter through the new one fails
+today (the second test, an expected failure): the restarted proxy's Optuna cache
+(``_CachedStorage``, which ``serve_storage`` puts in front of the database) does not know
+the trial until something reads the study's trials through it. The first test kills the
+proxy after both running trials have drawn theirs, so that it checks the rest of the
+restart and stays deterministic; the soak (``benchmarks/hpo_soak.py --proxy-restarts``)
+meets the failure at random.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TRIALS = 8
-SLEEP = 1.0  # seconds per cheap trial
+SLEEP = 2.0  # seconds per cheap trial (two halves, each after a report)
 RETRY_SECONDS = 60  # the workers' ADMET_STORAGE_RETRY_SECONDS: the proxy is back well inside it
 
 
@@ -90,10 +99,17 @@ def _wait(what: str, done: Callable[[], bool], seconds: float, procs: _Procs) ->
 
 
 def _states(db: Path) -> Counter[str]:
-    """Trial states, read straight from the SQLite file (not through the proxy)."""
+    """Trial states, read straight from the SQLite file (not through the proxy); a RUNNING
+    trial that has reported a step (its parameters are drawn, it sleeps) counts as
+    ``RUNNING+reported`` too."""
     try:
         with sqlite3.connect(db, timeout=5) as conn:
-            return Counter(state for (state,) in conn.execute("SELECT state FROM trials"))
+            states = Counter(state for (state,) in conn.execute("SELECT state FROM trials"))
+            states["RUNNING+reported"] = conn.execute(
+                "SELECT count(DISTINCT t.trial_id) FROM trials t "
+                "JOIN trial_intermediate_values v ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
+            ).fetchone()[0]
+            return states
     except sqlite3.OperationalError:  # no tables yet
         return Counter()
 
@@ -125,8 +141,14 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
             cmd += [f"grpc://127.0.0.1:{port}", "--sleep", str(SLEEP), "--spec", str(tmp_path / "spec.pkl")]
             cmd += ["--result", str(tmp_path / f"worker-{i}.json")]
             workers.append(procs.start(f"worker-{i}", cmd))
-        # the event, not a sleep: a trial finished, so both workers are inside the study
-        _wait("a first COMPLETE trial", lambda: _states(db)["COMPLETE"] >= 1, 60, procs)
+
+        # the event, not a sleep: a trial finished, and both workers are inside a trial
+        # whose parameters are drawn (module docstring: why not while one draws them)
+        def both_sleeping() -> bool:
+            states = _states(db)
+            return states["COMPLETE"] >= 1 and states["RUNNING+reported"] == 2
+
+        _wait("a COMPLETE trial and two trials running past their draw", both_sleeping, 90, procs)
         assert all(w.poll() is None for w in workers), (
             "a worker ended before the proxy was killed\n" + procs.logs()
         )
@@ -154,7 +176,7 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
             "SELECT trial_id, param_name, param_value FROM trial_params"
         ):
             params.setdefault(trial_id, {})[name] = value
-    states = Counter(state for _, _, state in rows)
+    states = Counter(state for _, _, state in rows)  # rows: the study's trials only
     assert states == Counter({"COMPLETE": N_TRIALS}), (
         f"{dict(states)}\n{procs.logs()}"
     )  # none RUNNING or FAIL
@@ -166,3 +188,57 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
     told = [len(json.loads((tmp_path / f"worker-{i}.json").read_text())["tell"]) for i in range(2)]
     assert sum(told) == N_TRIALS, told  # each trial told once, by one worker
     print(f"proxy killed at {dict(killed_at)}; {time.monotonic() - t0:.1f} s")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="serve_storage puts Optuna's _CachedStorage in front of the database; a restarted proxy "
+    "does not know a trial created through the old one, and set_trial_param (only it) looks the "
+    "trial up in that cache: NOT_FOUND, which Optuna's client raises as KeyError",
+)
+def test_a_trial_created_before_a_proxy_restart_draws_a_parameter_after_it(tmp_path, monkeypatch):
+    """Define-by-run: a trial asked and given one parameter through the proxy, which is then
+    killed and started again on its port, draws its next parameter and is told."""
+    import optuna
+
+    from admet.hpo.storage import open_grpc_storage
+
+    monkeypatch.setenv("ADMET_STORAGE_RETRY_SECONDS", str(RETRY_SECONDS))
+    port = _free_port()
+    procs = _Procs(tmp_path)
+    serve = [
+        sys.executable,
+        "-m",
+        "admet.hpo",
+        "serve-storage",
+        "--storage",
+        f"sqlite:///{tmp_path / 's.db'}",
+    ]
+    serve += ["--port", str(port)]
+
+    def start_proxy(name: str) -> subprocess.Popen[bytes]:
+        proxy = procs.start(name, serve)
+        log = tmp_path / f"{name}.log"
+        _wait(f"{name} ready", lambda: "storage proxy on" in log.read_text(errors="replace"), 60, procs)
+        return proxy
+
+    storage = None
+    try:
+        proxy = start_proxy("proxy-1")
+        storage = open_grpc_storage(f"grpc://127.0.0.1:{port}")
+        # a random sampler reads no trials, so nothing warms the new proxy's cache
+        study = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(0))
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        proxy.send_signal(signal.SIGKILL)
+        proxy.wait(timeout=30)
+        start_proxy("proxy-2")
+        trial.suggest_float("y", 0, 1)
+        study.tell(trial, 1.0)
+        done = study.trials[0]
+        assert done.state.name == "COMPLETE" and set(done.params) == {"x", "y"}
+    finally:
+        if storage is not None:
+            storage.close()
+        procs.stop_all()

@@ -186,6 +186,15 @@ class Workers:
             for line in proc.log.read_text(errors="replace").splitlines()  # type: ignore[attr-defined]
         )
 
+    def raised(self) -> set[int]:
+        """The trials whose objective raised, from Optuna's warning in the worker logs."""
+        found = re.compile(r"Trial (\d+) failed with parameters: .* because of the following error")
+        return {
+            int(m[1])
+            for proc in self.procs
+            for m in found.finditer(proc.log.read_text(errors="replace"))  # type: ignore[attr-defined]
+        }
+
 
 class Proxy:
     """``python -m admet.hpo serve-storage`` in front of the soak's database on a fixed
@@ -359,9 +368,12 @@ def _schedule(
 
 
 def _figures(
-    url: str, n_trials: int, max_retry: int, killed_trials: list[int]
+    url: str, n_trials: int, max_retry: int, killed_trials: list[int], raised: set[int] | None = None
 ) -> tuple[list[str], list[str], dict]:
-    """The printed lines, the failed invariants and the figures (for ``--json``)."""
+    """The printed lines, the failed invariants and the figures (for ``--json``). ``raised``:
+    the trials whose objective raised (their worker's log says so); a FAIL trial with no
+    ``fail_reason`` that is not one of them was failed as stale."""
+    raised = raised or set()
     trials = _trials(url)
     states = Counter(t.state.name for t in trials)
     finished = states["COMPLETE"] + states["PRUNED"]
@@ -393,7 +405,12 @@ def _figures(
     lines.append(f"trials without params:  {len(no_params)} {no_params if no_params else ''}".rstrip())
     if duplicates:
         failed.append(f"{duplicates} duplicate trial(s)")
-    stale = [t for t in trials if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs]
+    stale = [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs and t.number not in raised
+    ]
+    lines.append(f"failed in the objective: {sorted(raised)}")
     lines.append(f"failed as stale:        {len(stale)} {[t.number for t in stale] or ''}".rstrip())
     figures: dict = {
         "trials": len(trials),
@@ -403,6 +420,7 @@ def _figures(
         "duplicates": duplicates,
         "trials_without_params": no_params,
         "stale": [t.number for t in stale],
+        "raised": sorted(raised),
         "killed": [],
     }
     for number in killed_trials:
@@ -516,6 +534,12 @@ def _mlflow_failures(m: dict) -> list[str]:
     return out
 
 
+def _last_line(log: Path) -> str:
+    """The last non-blank line of a log (a worker's error, when it failed), shortened."""
+    lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    return lines[-1][:200] if lines else "(no output)"
+
+
 def _times(n: int) -> str:
     return {0: "never", 1: "once", 2: "twice"}.get(n, f"{n} times")
 
@@ -564,6 +588,8 @@ def render(data: dict) -> str:
         f"| trials without parameters | {len(f['trials_without_params'])} |",
         f"| failed as stale | {stale} |",
     ]
+    if f.get("raised"):
+        out.append(f"| failed in the objective (worker log) | {', '.join(map(str, f['raised']))} |")
     for k in f["killed"]:
         chain = ", ".join(f"#{r['trial']} {r['state']}" for r in k["retries"])
         retried = f"retried {_times(len(k['retries']))}" + (f": {chain}" if chain else "")
@@ -607,7 +633,11 @@ def render(data: dict) -> str:
     else:
         out.append(
             "| workers not killed | "
-            + ", ".join(f"pid {w['pid']} exited {w['returncode']}" for w in spared)
+            + ", ".join(
+                f"pid {w['pid']} exited {w['returncode']}"
+                + (f" (`{w['last_line']}`)" if w["returncode"] and w.get("last_line") else "")
+                for w in spared
+            )
             + " |"
         )
     events = [e for e in data.get("events", []) if isinstance(e, dict)]
@@ -883,7 +913,7 @@ def main() -> int:
             note("every worker has exited")
         workers.stop_all()
         wall = time.monotonic() - start
-        lines, failed, figures = _figures(cluster.url, n_trials, max_retry, killed_trials)
+        lines, failed, figures = _figures(cluster.url, n_trials, max_retry, killed_trials, workers.raised())
         if unfinished:
             failed.append(f"{len(unfinished)} worker(s) did not finish within {drain:.0f} min")
         mlflow_data = None
@@ -971,10 +1001,10 @@ def main() -> int:
             tag = " (killed by the soak)" if proc.pid in workers.killed else ""
             print(f"worker pid {proc.pid}: exit {proc.returncode}{tag}")
             if proc.pid not in workers.killed and proc.returncode != 0:
-                failed.append(f"worker {proc.pid} exited {proc.returncode}")
+                failed.append(f"worker {proc.pid} exited {proc.returncode} ({_last_line(proc.log)})")  # type: ignore[attr-defined]
                 print("  " + proc.log.read_text()[-1500:].replace("\n", "\n  "))  # type: ignore[attr-defined]
-        if done_restarts < opts.db_restarts or done_kills < opts.kills or done_proxy < opts.proxy_restarts:
-            print("note: the workers finished before all events ran (raise --n-trials)")
+        if events:
+            print(f"note: the workers finished before these events ran (raise --n-trials): {events}")
         print("invariants:", "OK" if not failed else "FAILED")
         for f in failed:
             print(f"  - {f}")
@@ -986,12 +1016,18 @@ def main() -> int:
                 "restarts": done_restarts,
                 "kills": done_kills,
                 "proxy_restarts": done_proxy,
+                "not_run": [what for _, what in events],
                 "wall_seconds": wall,
                 "figures": figures,
                 "proxy": proxy_data,
                 "mlflow": mlflow_data,
                 "workers": [
-                    {"pid": p.pid, "returncode": p.returncode, "killed": p.pid in workers.killed}
+                    {
+                        "pid": p.pid,
+                        "returncode": p.returncode,
+                        "killed": p.pid in workers.killed,
+                        "last_line": _last_line(p.log),  # type: ignore[attr-defined]
+                    }
                     for p in workers.procs
                 ],
                 "failed": failed,

@@ -367,6 +367,11 @@ def _schedule(
     return sorted(events, key=lambda e: e[0])
 
 
+def _mlflow_back_due(events: list[tuple[float, str]], t_chaos: float) -> bool:
+    """Whether MLflow's return (an ``mlflow-start`` event) is due now."""
+    return any(what == "mlflow-start" and time.monotonic() - t_chaos >= at for at, what in events)
+
+
 def _figures(
     url: str, n_trials: int, max_retry: int, killed_trials: list[int], raised: set[int] | None = None
 ) -> tuple[list[str], list[str], dict]:
@@ -814,7 +819,9 @@ def main() -> int:
             if not due:
                 time.sleep(1)
                 continue
-            _, what = events.pop(due[0])
+            # MLflow's return first: a kill waiting for a running trial must not prolong the outage
+            first = next((i for i in due if events[i][1] == "mlflow-start"), due[0])
+            _, what = events.pop(first)
             if what == "restart":
                 mode = "fast" if done_restarts % 2 == 0 else "immediate"
                 note(f"database stop ({mode}), down for {opts.outage_seconds:g} s")
@@ -865,7 +872,12 @@ def main() -> int:
             else:
                 # kill a worker in the middle of a trial (wait up to 60 s for one)
                 victim, number, until = None, None, time.monotonic() + 60
-                while victim is None and time.monotonic() < until and workers.alive():
+                while (
+                    victim is None
+                    and time.monotonic() < until
+                    and workers.alive()
+                    and not _mlflow_back_due(events, t_chaos)
+                ):
                     for proc in workers.alive():
                         number = _running_trial_of(cluster.url, proc.pid)
                         if number is not None:
@@ -873,6 +885,10 @@ def main() -> int:
                             break
                     else:
                         time.sleep(1)
+                if victim is None and _mlflow_back_due(events, t_chaos):
+                    note("no worker is running a trial yet; the kill waits until MLflow is back")
+                    events.insert(0, (0.0, "kill"))
+                    continue
                 if victim is None:
                     note("no worker is running a trial; kill skipped")
                     continue

@@ -540,9 +540,14 @@ def _mlflow_failures(m: dict) -> list[str]:
 
 
 def _last_line(log: Path) -> str:
-    """The last non-blank line of a log (a worker's error, when it failed), shortened."""
-    lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
-    return lines[-1][:200] if lines else "(no output)"
+    """The last unindented line of a log (a worker's error, when it failed), shortened; for a
+    gRPC error (whose last line is its closing ``>``), that error's line and its status."""
+    lines = [x.rstrip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    top = [i for i, x in enumerate(lines) if not x[0].isspace() and x != ">"]
+    if not top:
+        return "(no output)"
+    status = next((x.strip() for x in lines[top[-1] + 1 :] if x.strip().startswith("status = ")), "")
+    return f"{lines[top[-1]]} {status}".strip()[:200]
 
 
 def _times(n: int) -> str:

@@ -39,11 +39,11 @@ failed trial with the same retry history: a duplicated ``add_trial`` or a stale 
 retried twice); each failed trial re-queued at most once, and every killed trial exactly
 once; every worker not killed by the soak exits 0; with MLflow, every finished trial has
 exactly one MLflow run after the sync (none missing, none twice, none for a trial that did
-not finish, each in its trial's state).
+not finish, each in its trial's state; one parent run for the study).
 
     nice -n 10 python benchmarks/hpo_soak.py --minutes 30 --db-restarts 3 --kills 2 [--json out.json]
     nice -n 10 python benchmarks/hpo_soak.py --proxy --proxy-restarts 2 --db-restarts 1 --workers 16 \\
-        --objective sleep --minutes 12 --mlflow-outage-minutes 3 --json out.json
+        --objective sleep --minutes 12 --mlflow-outage-minutes 3 --n-trials 300 --json out.json
     python benchmarks/hpo_soak.py --report out.json   # the results page's tables, nothing run
     python benchmarks/hpo_soak.py --report out.json --page benchmarks/results/hpo_soak.md
 """

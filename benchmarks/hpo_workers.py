@@ -138,7 +138,9 @@ def worker(storage: str, sleep: float, result: Path, spec_path: Path) -> int:
                 return value
 
         with contextlib.suppress(KeyboardInterrupt):
-            run_worker(spec, storage, mlflow_enabled=False, progress=False, objective=Cheap())  # type: ignore[arg-type]
+            # the MLflow mirror as the spec says (off in this benchmark's spec; the soak turns it on)
+            mlflow = base.mlflow.enabled
+            run_worker(spec, storage, mlflow_enabled=mlflow, progress=False, objective=Cheap())  # type: ignore[arg-type]
     except BaseException as exc:  # recorded, then the worker exits non-zero
         lines = str(exc).strip().splitlines()
         error, rc = f"{type(exc).__name__}: {lines[0] if lines else ''}", 1

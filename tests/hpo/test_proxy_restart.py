@@ -10,13 +10,13 @@ inside a trial's sleep (their parameters drawn), and started again at once; a ca
 flight when it died fails with ``UNAVAILABLE`` and is sent again
 (``_grpc_client._retrying_channel``), calls not yet sent wait for the proxy.
 
-A trial created through the old proxy that draws a parameter through the new one fails
-today (the second test, an expected failure): the restarted proxy's Optuna cache
-(``_CachedStorage``, which ``serve_storage`` puts in front of the database) does not know
-the trial until something reads the study's trials through it. The first test kills the
-proxy after both running trials have drawn theirs, so that it checks the rest of the
-restart and stays deterministic; the soak (``benchmarks/hpo_soak.py --proxy-restarts``)
-meets the failure at random.
+A trial created through the old proxy that draws a parameter through the new one is the
+second test: the restarted proxy's Optuna cache did not know the trial until something read
+the study's trials through it, and the worker died with NOT_FOUND (found by the soak,
+``benchmarks/hpo_soak.py --proxy-restarts``); the proxy's cache now reads such a trial in
+(``_optuna_private.cached_storage``). The first test kills the proxy after both running
+trials have drawn their parameters, so that it checks the rest of the restart and stays
+deterministic.
 """
 
 from __future__ import annotations
@@ -190,16 +190,10 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
     print(f"proxy killed at {dict(killed_at)}; {time.monotonic() - t0:.1f} s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="serve_storage puts Optuna's _CachedStorage in front of the database; a restarted proxy "
-    "does not know a trial created through the old one, and set_trial_param (only it) looks the "
-    "trial up in that cache: NOT_FOUND, which Optuna's client raises as KeyError",
-)
 def test_a_trial_created_before_a_proxy_restart_draws_a_parameter_after_it(tmp_path, monkeypatch):
     """Define-by-run: a trial asked and given one parameter through the proxy, which is then
-    killed and started again on its port, draws its next parameter and is told."""
+    killed and started again on its port, draws its next parameter and is told (the new
+    proxy's cache did not know the trial: NOT_FOUND, raised as KeyError, ended the worker)."""
     import optuna
 
     from admet.hpo.storage import open_grpc_storage

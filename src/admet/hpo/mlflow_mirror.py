@@ -137,6 +137,8 @@ class MlflowMirror:
                     raise
 
         self.tracker._safe("delete duplicate study run", delete)
+        if not self.tracker.enabled:
+            return  # not deleted: the next lookup (this worker's or another's) merges it
         for child in self._search(f"tags.`{_PARENT_TAG}` = '{loser}'"):
             self.tracker.set_tags(child.info.run_id, {_PARENT_TAG: winner})
         logger.info("merged duplicate MLflow study run %s into %s", loser, winner)

@@ -6,6 +6,13 @@ final metrics and artifacts. Every MLflow call goes through :meth:`RunTracker._s
 failure (server down, bad URI) is logged once as a warning and tracking is switched off
 for the rest of the run, so training always finishes.
 
+A tracker made with ``bounded=True`` (the HPO study's MLflow mirror) never holds its
+caller up for long while a tracking server is down: before each call it probes the
+server's ``/health`` with a short timeout (a failure is remembered for some seconds, so an
+outage costs one probe, not one per call), and its own MLflow calls run with MLflow's
+request retries and timeout bounded (:func:`bounded_http_requests`; the user's settings
+are back after each call). One warning is logged per outage, not per call.
+
 The tracking URI comes from the config, then ``MLFLOW_TRACKING_URI``, then an embedded
 SQLite store ``mlflow.db`` in the working directory (``ADMET_HOME``, default: the current
 directory), whose artifacts go to ``mlartifacts/`` beside it. Against a tracking server
@@ -20,8 +27,10 @@ import logging
 import math
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +38,14 @@ from admet._compat.mlflow_private import use_tracking_uri
 from admet.paths import home
 from admet.redact import mask_url
 
-__all__ = ["RunTracker", "default_tracking_uri", "flatten", "resolve_tracking_uri"]
+__all__ = [
+    "HealthProbe",
+    "RunTracker",
+    "bounded_http_requests",
+    "default_tracking_uri",
+    "flatten",
+    "resolve_tracking_uri",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,13 +84,124 @@ def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
     return (home() / "mlartifacts" / experiment).as_uri()
 
 
-class RunTracker:
-    """Best-effort MLflow logging for one training job (disabled when ``enabled`` is False)."""
+# MLflow's own client retries a refused request 7 times with backoff (about 4 minutes)
+# and waits 120 s for a response; a bounded tracker's calls use these instead.
+BOUNDED_MAX_RETRIES = 1
+BOUNDED_TIMEOUT_S = 5
 
-    def __init__(self, enabled: bool, tracking_uri: str | None, experiment_name: str) -> None:
+_limits_lock = threading.Lock()
+_limits_depth = 0
+_limits_saved: dict[str, str | None] = {}
+
+
+@contextmanager
+def bounded_http_requests(
+    max_retries: int = BOUNDED_MAX_RETRIES, timeout: int = BOUNDED_TIMEOUT_S
+) -> Iterator[None]:
+    """MLflow HTTP requests made inside the block retry at most ``max_retries`` times and
+    time out after ``timeout`` s (a lower value the user set is kept). MLflow reads these
+    settings only from ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT``,
+    so they are set for the block and the user's values (or their absence) are put back
+    when the last block open in the process ends; blocks in several threads share one
+    setting instead of restoring each other's."""
+    global _limits_depth
+    ours = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": max_retries, "MLFLOW_HTTP_REQUEST_TIMEOUT": timeout}
+    with _limits_lock:
+        if _limits_depth == 0:
+            _limits_saved.clear()
+            for key, bound in ours.items():
+                theirs = os.environ.get(key)
+                _limits_saved[key] = theirs
+                value = min(int(theirs), bound) if theirs and theirs.strip().isdigit() else bound
+                os.environ[key] = str(value)
+        _limits_depth += 1
+    try:
+        yield
+    finally:
+        with _limits_lock:
+            _limits_depth -= 1
+            if _limits_depth == 0:
+                for key, theirs in _limits_saved.items():
+                    if theirs is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = theirs
+
+
+class HealthProbe:
+    """Is the tracking server up? A GET of ``<uri>/health`` with a ``timeout`` s limit.
+
+    ``check()`` returns None when the server answered (or the URI is not ``http(s)``: a
+    file or database store needs no probe), else the reason. A failure is remembered for
+    ``down_for`` s and a success for ``up_for`` s, so a caller probing before every write
+    costs one request per outage or per few seconds."""
+
+    def __init__(self, uri: str, timeout: float = 2.0, down_for: float = 15.0, up_for: float = 5.0) -> None:
+        from urllib.parse import urlparse, urlunparse
+
+        parsed = urlparse(uri)
+        self.url: str | None = None
+        if parsed.scheme in ("http", "https"):
+            host = parsed.hostname or "localhost"
+            if ":" in host:
+                host = f"[{host}]"
+            netloc = f"{host}:{parsed.port}" if parsed.port else host  # no credentials
+            self.url = urlunparse((parsed.scheme, netloc, parsed.path.rstrip("/") + "/health", "", "", ""))
+        self.timeout, self.down_for, self.up_for = timeout, down_for, up_for
+        self._until = 0.0
+        self._reason: str | None = None
+
+    def check(self) -> str | None:
+        if self.url is None:
+            return None
+        now = time.monotonic()
+        if now < self._until:
+            return self._reason
+        self._reason = self._probe()
+        self._until = time.monotonic() + (self.down_for if self._reason else self.up_for)
+        return self._reason
+
+    def _probe(self) -> str | None:
+        import ssl
+        import urllib.error
+        import urllib.request
+
+        assert self.url is not None
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout):
+                return None
+        except urllib.error.HTTPError as exc:
+            # the server answered: only a gateway's 5xx says MLflow behind it is down
+            return f"{self.url} answered HTTP {exc.code}" if exc.code >= 500 else None
+        except Exception as exc:
+            if isinstance(getattr(exc, "reason", exc), ssl.SSLError):
+                return None  # it answered; TLS settings are MLflow's client's business
+            return f"{self.url}: {str(getattr(exc, 'reason', exc)).splitlines()[0][:200]}"
+
+
+class RunTracker:
+    """Best-effort MLflow logging for one training job (disabled when ``enabled`` is False).
+
+    ``bounded=True``: probe the server before each call and bound MLflow's request retries
+    and timeout for the tracker's own calls (see the module docstring). ``down_hint`` ends
+    the warning logged when MLflow is unavailable."""
+
+    def __init__(
+        self,
+        enabled: bool,
+        tracking_uri: str | None,
+        experiment_name: str,
+        *,
+        bounded: bool = False,
+        down_hint: str = "continuing without tracking",
+    ) -> None:
         self.enabled = enabled
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_name = experiment_name
+        self.bounded = bounded
+        self.down_hint = down_hint
+        self._probe = HealthProbe(self.tracking_uri) if bounded else None
+        self._outage = False  # a failure was warned about and no call succeeded since
         self._client: Any = None
         self._experiment_id: str | None = None
         self._ended: set[str] = set()
@@ -84,17 +211,27 @@ class RunTracker:
     def _safe(self, what: str, fn: Callable[[], T]) -> T | None:
         if not self.enabled:
             return None
-        try:
-            return fn()
-        except Exception as exc:
-            logger.warning(
-                "MLflow unavailable (%s at %s): %s; continuing without tracking",
-                what,
-                mask_url(self.tracking_uri),
-                str(exc).splitlines()[0][:200],
-            )
-            self.enabled = False
+        reason = self._probe.check() if self._probe is not None else None
+        if reason is not None:
+            self._down(what, reason)
             return None
+        try:
+            with bounded_http_requests() if self.bounded else nullcontext():
+                result = fn()
+        except Exception as exc:
+            self._down(what, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            return None
+        self._outage = False
+        return result
+
+    def _down(self, what: str, reason: str) -> None:
+        """Switch tracking off; warn on the first failure of an outage only."""
+        log = logger.debug if self._outage else logger.warning
+        log(
+            "MLflow unavailable (%s at %s): %s; %s", what, mask_url(self.tracking_uri), reason, self.down_hint
+        )
+        self._outage = True
+        self.enabled = False
 
     @property
     def client(self) -> Any:

@@ -5,7 +5,18 @@ Optuna is the source of truth. :meth:`MlflowMirror.mirror_trial` is idempotent: 
 the trial's run by its tags (``optuna.study_name``, ``optuna.trial_number``) and creates
 or completes it, so the end-of-trial callback and ``sync-mlflow`` share one code path and
 running the sync twice creates no duplicates. When MLflow is unreachable, a warning is
-logged and the trial is still stored in the study; ``sync-mlflow`` fills the gap later.
+logged (once per outage) and the trial is still stored in the study; ``sync-mlflow`` fills
+the gap later. The mirror's tracker is bounded (:class:`admet.tracking.RunTracker`): it
+probes the server's ``/health`` before its writes and caps MLflow's request retries, so a
+tracking server that is down holds a worker up for seconds, not MLflow's minutes of retries.
+
+One study run for all workers: workers that find no study run at the same moment each
+create one, so :meth:`MlflowMirror.parent_run` then looks again (after a short settle) and
+the earliest study run (``start_time``, then ``run_id``) wins; every other active study run
+of the study is deleted and its trial runs are moved under the winner (their
+``mlflow.parentRunId`` tag). A worker whose parent was deleted after it created a trial run
+under it moves that run itself (:meth:`MlflowMirror.mirror_trial` checks the parent after
+writing), and ``sync-mlflow`` moves any trial run whose parent is not the winner.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +47,33 @@ _STATUS = {
 }
 
 
-class MlflowMirror:
-    """Create/complete MLflow runs for the trials of one study."""
+_PARENT_TAG = "mlflow.parentRunId"
+_SYNC_HINT = "the study keeps its trials; `python -m admet.hpo sync-mlflow` mirrors them later"
 
-    def __init__(self, study_name: str, tracking_uri: str | None = None, storage_label: str = "") -> None:
+
+def _earliest_first(run: Any) -> tuple[int, str]:
+    return (run.info.start_time or 0, run.info.run_id)
+
+
+class MlflowMirror:
+    """Create/complete MLflow runs for the trials of one study.
+
+    ``settle_s``: how long a worker that created a study run waits before looking for
+    study runs other workers created at the same moment."""
+
+    def __init__(
+        self,
+        study_name: str,
+        tracking_uri: str | None = None,
+        storage_label: str = "",
+        settle_s: float = 1.0,
+    ) -> None:
         self.study_name = study_name
-        self.tracker = RunTracker(True, tracking_uri, f"optuna-{study_name}")
+        self.tracker = RunTracker(
+            True, tracking_uri, f"optuna-{study_name}", bounded=True, down_hint=_SYNC_HINT
+        )
         self.storage_label = mask_url(storage_label)
+        self.settle_s = settle_s
         self._parent: str | None = None
 
     @property
@@ -57,23 +89,71 @@ class MlflowMirror:
         )
         return found or []
 
+    def _study_runs(self) -> list[Any]:
+        runs = self._search(f"tags.`optuna.study_name` = '{self.study_name}' and tags.`admet.kind` = 'study'")
+        return sorted(runs, key=_earliest_first)
+
     def parent_run(self) -> str | None:
-        if self._parent is None:
-            runs = self._search(
-                f"tags.`optuna.study_name` = '{self.study_name}' and tags.`admet.kind` = 'study'"
+        """The study's one active study run (created when there is none); None when MLflow
+        is unavailable. Looked up on every call, so a worker follows a merge by another."""
+        runs = self._study_runs()
+        if not self.tracker.enabled:
+            return None
+        if not runs:
+            mine = self.tracker.start_run(
+                self.study_name,
+                tags={
+                    "optuna.study_name": self.study_name,
+                    "admet.kind": "study",
+                    "optuna.storage": self.storage_label,
+                },
             )
-            if runs:
-                self._parent = runs[0].info.run_id
-            else:
-                self._parent = self.tracker.start_run(
-                    self.study_name,
-                    tags={
-                        "optuna.study_name": self.study_name,
-                        "admet.kind": "study",
-                        "optuna.storage": self.storage_label,
-                    },
-                )
-        return self._parent
+            if mine is None:
+                return None
+            time.sleep(self.settle_s)  # let study runs other workers are creating now land
+            runs = self._study_runs()
+            if not runs:
+                return None
+        winner = runs[0].info.run_id
+        for loser in runs[1:]:
+            self._merge(loser.info.run_id, winner)
+        if not self.tracker.enabled:
+            return None
+        self._parent = winner
+        return winner
+
+    def _merge(self, loser: str, winner: str) -> None:
+        """Delete the duplicate study run ``loser``, then move its trial runs under
+        ``winner``: deleting first means a trial run created under ``loser`` after the move
+        is seen by its creator's check of its parent (:meth:`_follow_merge`)."""
+        from mlflow.entities import LifecycleStage
+
+        def delete() -> None:
+            try:
+                self.tracker.client.delete_run(loser)
+            except Exception:
+                # another worker deleted it a moment ago: fine; anything else is raised
+                if self.tracker.client.get_run(loser).info.lifecycle_stage != LifecycleStage.DELETED:
+                    raise
+
+        self.tracker._safe("delete duplicate study run", delete)
+        if not self.tracker.enabled:
+            return  # not deleted: the next lookup (this worker's or another's) merges it
+        for child in self._search(f"tags.`{_PARENT_TAG}` = '{loser}'"):
+            self.tracker.set_tags(child.info.run_id, {_PARENT_TAG: winner})
+        logger.info("merged duplicate MLflow study run %s into %s", loser, winner)
+
+    def _follow_merge(self, run_id: str, parent: str) -> None:
+        """``run_id`` was written under ``parent``: when another worker has deleted that
+        study run meanwhile (it lost to an earlier one), move ``run_id`` to the winner."""
+        from mlflow.entities import LifecycleStage
+
+        run = self.tracker._safe("get study run", lambda: self.tracker.client.get_run(parent))
+        if run is None or run.info.lifecycle_stage != LifecycleStage.DELETED:
+            return
+        winner = self.parent_run()
+        if winner is not None and winner != parent:
+            self.tracker.set_tags(run_id, {_PARENT_TAG: winner})
 
     def mirror_trial(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """Create or complete the run of a finished trial; returns its run id."""
@@ -87,6 +167,8 @@ class MlflowMirror:
             f"tags.`optuna.trial_number` = '{trial.number}'"
         )
         tags0 = runs[0].data.tags if runs else {}
+        if runs and tags0.get(_PARENT_TAG) != parent:  # made under a merged duplicate
+            self.tracker.set_tags(runs[0].info.run_id, {_PARENT_TAG: parent})
         if tags0.get("optuna.state") == trial.state.name and tags0.get("admet.mirrored") == "complete":
             return runs[0].info.run_id  # already mirrored
         run_id = (
@@ -152,6 +234,7 @@ class MlflowMirror:
             return None  # something failed on the way: a later sync completes this run
         self.tracker.set_tags(run_id, {"admet.mirrored": "complete"})
         self.tracker.end_run(run_id, _STATUS.get(trial.state, "FAILED"))
+        self._follow_merge(run_id, parent)
         return run_id
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:

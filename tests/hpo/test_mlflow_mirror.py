@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from admet.hpo.mlflow_mirror import MlflowMirror
-from admet.tracking import HealthProbe, bounded_http_requests
+from admet.tracking_server import HealthProbe, bounded_http_requests
 
 BOUND_S = 10.0  # "a few seconds": MLflow's own retries took about 4 minutes
 

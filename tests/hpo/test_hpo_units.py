@@ -111,6 +111,30 @@ def test_storage_calls_are_retried_through_optunas_wrapper(monkeypatch):
         retrying(type(never).call)(never)
 
 
+def test_a_lost_connection_further_down_the_chain_is_a_lost_connection():
+    """Optuna's fallback after a first error fails with PendingRollbackError in the same
+    session (a PostgreSQL shutdown under the proxy): retried, not passed to the worker."""
+    from sqlalchemy.exc import IntegrityError, PendingRollbackError
+
+    from admet.hpo.storage._retry import connection_lost
+
+    def wrapped(error: BaseException, during: BaseException | None = None) -> BaseException:
+        """Optuna's StorageInternalError from ``error``, raised while handling ``during``."""
+        error.__context__ = during
+        outer = optuna.exceptions.StorageInternalError("An exception is raised during the commit")
+        outer.__cause__ = error
+        return outer
+
+    shutdown = OperationalError(
+        "commit", {}, Exception("terminating connection due to administrator command")
+    )
+    pending = PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+    assert connection_lost(wrapped(pending, during=shutdown))
+    assert not connection_lost(wrapped(PendingRollbackError("rolled back for another reason")))
+    duplicate = IntegrityError("insert", {}, Exception("duplicate key value violates unique constraint"))
+    assert not connection_lost(wrapped(duplicate))
+
+
 def test_changed_directions_are_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec = load_study_spec("joint_sampling")

@@ -91,10 +91,19 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """Whether a storage error means the connection was lost (worth waiting for); Optuna
-    wraps driver errors of its scoped sessions in StorageInternalError."""
-    cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
-    return cause is not None and _is_connection_error(cause)
+    """Whether a storage error means the connection was lost (worth waiting for). Optuna
+    wraps driver errors of its scoped sessions in StorageInternalError, and some of its
+    writes catch a first error and try a fallback in the same session, which then fails
+    with SQLAlchemy's PendingRollbackError (seen through the proxy when PostgreSQL shut
+    down mid-call): the lost connection is then further down the exception chain."""
+    link = exc if isinstance(exc, DBAPIError) else exc.__cause__
+    for _ in range(8):  # a chain is short; bounded against a cycle
+        if link is None:
+            return False
+        if _is_connection_error(link):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def with_retries(storage: RDBStorage, attempt: Callable[[bool], T]) -> T:

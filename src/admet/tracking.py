@@ -124,7 +124,10 @@ class RunTracker:
             with bounded_http_requests() if self.bounded else nullcontext():
                 result = fn()
         except Exception as exc:
-            self._down(what, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            if self._probe is not None:
+                self._probe.mark_down(reason)
+            self._down(what, reason)
             return None
         self._outage = False
         return result

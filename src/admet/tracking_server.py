@@ -93,6 +93,13 @@ class HealthProbe:
         self._until = time.monotonic() + (self.down_for if self._reason else self.up_for)
         return self._reason
 
+    def mark_down(self, reason: str) -> None:
+        """A call failed although the probe said up: answer down for ``down_for`` s, so
+        the calls after it skip the server too (and no call that needs no server, such
+        as a cached experiment id, counts as the outage's end)."""
+        if self.url is not None:
+            self._reason, self._until = reason, time.monotonic() + self.down_for
+
     def _probe(self) -> str | None:
         import ssl
         import urllib.error

@@ -17,6 +17,10 @@ the study's trials through it, and the worker died with NOT_FOUND (found by the 
 (``_optuna_private.cached_storage``). The first test kills the proxy after both running
 trials have drawn their parameters, so that it checks the rest of the restart and stays
 deterministic.
+
+The third test stops the proxy with SIGTERM for three times the workers' retry window: the
+proxy ends within its stop grace (it used to serve on until SIGKILL), the workers wait for
+it instead of exiting, and a trial the outage cut is failed and queued again once.
 """
 
 from __future__ import annotations
@@ -55,13 +59,13 @@ def _free_port() -> int:
 class _Procs:
     """The test's processes, each with its log file, for starting and for failure messages."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, retry_seconds: float = RETRY_SECONDS) -> None:
         self.home = home
         self.env = {
             **os.environ,
             "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
             "ADMET_HOME": str(home),
-            "ADMET_STORAGE_RETRY_SECONDS": str(RETRY_SECONDS),
+            "ADMET_STORAGE_RETRY_SECONDS": str(retry_seconds),
             "OMP_NUM_THREADS": "1",
             "PYTHONFAULTHANDLER": "1",
         }
@@ -75,6 +79,14 @@ class _Procs:
             proc = subprocess.Popen(cmd, env=self.env, cwd=self.home, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append((name, proc, log))
         return proc
+
+    def start_proxy(self, name: str, db: Path, port: int) -> subprocess.Popen[bytes]:
+        """``serve-storage`` over the SQLite file ``db`` on ``port``, once it listens."""
+        serve = [sys.executable, "-m", "admet.hpo", "serve-storage", "--storage", f"sqlite:///{db}"]
+        proxy = self.start(name, [*serve, "--port", str(port)])
+        log = self.home / f"{name}.log"
+        _wait(f"{name} ready", lambda: "storage proxy on" in log.read_text(errors="replace"), 60, self)
+        return proxy
 
     def logs(self) -> str:
         return "\n".join(
@@ -114,8 +126,13 @@ def _states(db: Path) -> Counter[str]:
         return Counter()
 
 
-def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
-    t0 = time.monotonic()
+def _two_workers_through_a_proxy_outage(
+    tmp_path: Path, procs: _Procs, outage: Callable[[subprocess.Popen[bytes]], None]
+) -> tuple[Counter[str], list[tuple[int, int, str]], dict[int, dict[str, float]], list[str]]:
+    """Two cheap workers on a study through the proxy; once a trial has finished and both
+    workers are inside a trial whose parameters are drawn, ``outage(proxy)`` stops it, and
+    the proxy is started again on its port. Returns the states at the stop, the study's
+    trials (id, number, state), their parameters and their retry histories' last entries."""
     db = tmp_path / "studies.db"
     port = _free_port()
     spec = load_study_spec(
@@ -123,18 +140,8 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
         [f"n_trials={N_TRIALS}", "mlflow.enabled=false", "heartbeat_interval=2", "grace_period=30"],
     )
     (tmp_path / "spec.pkl").write_bytes(pickle.dumps(spec))
-    procs = _Procs(tmp_path)
-    serve = [sys.executable, "-m", "admet.hpo", "serve-storage", "--storage", f"sqlite:///{db}"]
-    serve += ["--port", str(port)]
-
-    def start_proxy(name: str) -> subprocess.Popen[bytes]:
-        proxy = procs.start(name, serve)
-        log = tmp_path / f"{name}.log"
-        _wait(f"{name} ready", lambda: "storage proxy on" in log.read_text(errors="replace"), 60, procs)
-        return proxy
-
     try:
-        proxy = start_proxy("proxy-1")
+        proxy = procs.start_proxy("proxy-1", db, port)
         workers = []
         for i in range(2):
             cmd = [sys.executable, str(ROOT / "benchmarks" / "hpo_workers.py"), "--worker"]
@@ -150,19 +157,18 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
 
         _wait("a COMPLETE trial and two trials running past their draw", both_sleeping, 90, procs)
         assert all(w.poll() is None for w in workers), (
-            "a worker ended before the proxy was killed\n" + procs.logs()
+            "a worker ended before the proxy was stopped\n" + procs.logs()
         )
-        proxy.send_signal(signal.SIGKILL)
-        proxy.wait(timeout=30)
-        killed_at = _states(db)
-        start_proxy("proxy-2")  # same port, at once: well inside the workers' retry window
+        outage(proxy)
+        stopped_at = _states(db)
+        procs.start_proxy("proxy-2", db, port)  # the same port
         for w in workers:
             try:
                 w.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 pytest.fail("a worker did not finish within 120 s of the restart\n" + procs.logs())
         assert [w.returncode for w in workers] == [0, 0], procs.logs()
-        assert killed_at["COMPLETE"] < N_TRIALS, f"the study ended before the kill ({killed_at})"
+        assert stopped_at["COMPLETE"] < N_TRIALS, f"the study ended before the stop ({stopped_at})"
     finally:
         procs.stop_all()
 
@@ -176,6 +182,24 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
             "SELECT trial_id, param_name, param_value FROM trial_params"
         ):
             params.setdefault(trial_id, {})[name] = value
+        origins = [
+            json.loads(v)[-1]
+            for (v,) in conn.execute(
+                "SELECT value_json FROM trial_system_attributes WHERE key = 'retry_history'"
+            )
+        ]
+    return stopped_at, rows, params, origins
+
+
+def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
+    t0 = time.monotonic()
+    procs = _Procs(tmp_path)
+
+    def kill(proxy: subprocess.Popen[bytes]) -> None:  # restarted at once: inside the window
+        proxy.send_signal(signal.SIGKILL)
+        proxy.wait(timeout=30)
+
+    killed_at, rows, params, _ = _two_workers_through_a_proxy_outage(tmp_path, procs, kill)
     states = Counter(state for _, _, state in rows)  # rows: the study's trials only
     assert states == Counter({"COMPLETE": N_TRIALS}), (
         f"{dict(states)}\n{procs.logs()}"
@@ -190,6 +214,38 @@ def test_proxy_killed_and_restarted_under_two_workers(tmp_path):
     print(f"proxy killed at {dict(killed_at)}; {time.monotonic() - t0:.1f} s")
 
 
+def test_a_proxy_away_longer_than_the_retry_window(tmp_path):
+    """SIGTERM ends the proxy within its stop grace (Optuna's ``run_grpc_proxy_server`` kept
+    serving until SIGKILL: 30 s in the soak), and two workers whose retry window is 3 s wait
+    out a 9 s outage instead of exiting: the study ends as asked, and a trial the outage
+    cut is failed and queued again exactly once."""
+    procs = _Procs(tmp_path, retry_seconds=3)
+    took: list[float] = []
+
+    def stop(proxy: subprocess.Popen[bytes]) -> None:
+        t = time.monotonic()
+        proxy.send_signal(signal.SIGTERM)
+        try:
+            proxy.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the proxy did not stop within 20 s of SIGTERM\n" + procs.logs())
+        took.append(time.monotonic() - t)
+        time.sleep(9.0)  # the outage itself: three retry windows
+
+    _, rows, params, origins = _two_workers_through_a_proxy_outage(tmp_path, procs, stop)
+    assert took[0] < 10, f"SIGTERM took {took[0]:.1f} s to stop the proxy"
+    states = Counter(state for _, _, state in rows)
+    assert states["COMPLETE"] == N_TRIALS and not states["RUNNING"] and not states["WAITING"], (
+        f"{dict(states)}\n{procs.logs()}"
+    )
+    numbers = [number for _, number, _ in rows]
+    assert len(set(numbers)) == len(numbers), numbers
+    assert all(params.get(trial_id) for trial_id, _, _ in rows), "a trial without parameters"
+    failed = sorted(number for _, number, state in rows if state == "FAIL")
+    assert sorted(origins) == failed, f"failed {failed}, queued again from {origins}\n{procs.logs()}"
+    print(f"proxy stopped in {took[0]:.1f} s; failed and retried once: {failed}")
+
+
 def test_a_trial_created_before_a_proxy_restart_draws_a_parameter_after_it(tmp_path, monkeypatch):
     """Define-by-run: a trial asked and given one parameter through the proxy, which is then
     killed and started again on its port, draws its next parameter and is told (the new
@@ -201,25 +257,11 @@ def test_a_trial_created_before_a_proxy_restart_draws_a_parameter_after_it(tmp_p
     monkeypatch.setenv("ADMET_STORAGE_RETRY_SECONDS", str(RETRY_SECONDS))
     port = _free_port()
     procs = _Procs(tmp_path)
-    serve = [
-        sys.executable,
-        "-m",
-        "admet.hpo",
-        "serve-storage",
-        "--storage",
-        f"sqlite:///{tmp_path / 's.db'}",
-    ]
-    serve += ["--port", str(port)]
-
-    def start_proxy(name: str) -> subprocess.Popen[bytes]:
-        proxy = procs.start(name, serve)
-        log = tmp_path / f"{name}.log"
-        _wait(f"{name} ready", lambda: "storage proxy on" in log.read_text(errors="replace"), 60, procs)
-        return proxy
+    db = tmp_path / "s.db"
 
     storage = None
     try:
-        proxy = start_proxy("proxy-1")
+        proxy = procs.start_proxy("proxy-1", db, port)
         storage = open_grpc_storage(f"grpc://127.0.0.1:{port}")
         # a random sampler reads no trials, so nothing warms the new proxy's cache
         study = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(0))
@@ -227,7 +269,7 @@ def test_a_trial_created_before_a_proxy_restart_draws_a_parameter_after_it(tmp_p
         trial.suggest_float("x", 0, 1)
         proxy.send_signal(signal.SIGKILL)
         proxy.wait(timeout=30)
-        start_proxy("proxy-2")
+        procs.start_proxy("proxy-2", db, port)
         trial.suggest_float("y", 0, 1)
         study.tell(trial, 1.0)
         done = study.trials[0]

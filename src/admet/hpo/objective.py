@@ -38,7 +38,7 @@ from admet.hpo.budget import claim
 from admet.hpo.identity import worker_id
 from admet.hpo.search_space import suggest_params
 from admet.hpo.spec import StudySpec
-from admet.hpo.storage import storage_of, trial_id_of, until_reachable
+from admet.hpo.storage import OUTAGE_ERRORS, is_outage, storage_of, trial_id_of, until_reachable
 from admet.model import MONITOR, ChempropEnsemble, FitProgress
 from admet.model.callbacks import epoch_metrics
 from admet.paths import home
@@ -76,9 +76,11 @@ class TrialPruningCallback(Callback):
         try:
             self.trial.report(float(value), step=epoch)
             prune = self.trial.should_prune()
-        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-            # the database is away for longer than the storage's retry window: training
-            # goes on, this epoch's value is not reported (the heartbeat keeps trying)
+        except (SQLAlchemyError, *OUTAGE_ERRORS) as exc:
+            if not (isinstance(exc, SQLAlchemyError) or is_outage(exc)):
+                raise
+            # the database or the storage proxy is away for longer than the retry window:
+            # training goes on, this epoch's value is not reported (the heartbeat keeps trying)
             logger.warning(
                 "epoch %d of trial %d not reported (%s)", epoch, self.trial.number, type(exc).__name__
             )

@@ -3,7 +3,7 @@
 The budget ``n_trials`` counts finished trials over all workers (:mod:`admet.hpo.budget`).
 A worker that finds the budget taken only by RUNNING trials waits (heartbeat interval)
 for them to finish or go stale: a stale trial is marked FAIL by Optuna's heartbeat
-machinery, re-enqueued with the same parameters by ``RetryFailedTrialCallback``, and then
+machinery, re-enqueued with the same parameters by ``RetryHeartbeatStaleTrialCallback``, and then
 picked up by a waiting worker.
 
 Each worker registers in the study and gets the next worker index, chosen atomically in
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -46,14 +46,17 @@ from admet.hpo.mlflow_mirror import MlflowMirror
 from admet.hpo.spec import StudySpec
 from admet.hpo.storage import (
     OPTIMIZE_LOGGER,
-    STORAGE_ERRORS,
+    OUTAGE_ERRORS,
     ResilientRDBStorage,
     backend_of,
+    connection_lost,
+    is_outage,
     open_storage,
     register_worker_best_effort,
     resolve_storage_url,
     storage_of,
     study_id_of,
+    trial_id_of,
     until_reachable,
 )
 from admet.redact import mask_url
@@ -239,8 +242,30 @@ def _after_interrupt(study: optuna.Study, number: int | None, max_retry: int) ->
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
     if trial is None or trial.state != TrialState.FAIL:
         return f"trial {number} was left {trial.state.name if trial else 'unknown'}"
-    RetryFailedTrialCallback(max_retry=max_retry)(study, trial)
+    RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
     return f"trial {number} stopped; it will be retried by the next worker with the same parameters"
+
+
+def _retry_after_outage(study: optuna.Study, number: int | None, max_retry: int) -> None:
+    """This worker's trial that a storage outage interrupted: failed (Optuna's tell may
+    have done it already, or the trial is still RUNNING) and queued again with its
+    parameters, once, as a killed worker's trial would be. A trial that another worker
+    failed as stale meanwhile was queued by that worker and is left alone."""
+    if number is None:
+        return
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state not in (TrialState.RUNNING, TrialState.FAIL):
+        return
+    if trial.state == TrialState.RUNNING:
+        storage = storage_of(study)
+        try:
+            storage.set_trial_user_attr(trial_id_of(trial), "fail_reason", "study storage unreachable")
+            storage.set_trial_state_values(trial_id_of(trial), TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # failed as stale by another worker, which queued the retry
+        trial = storage.get_trial(trial_id_of(trial))
+    logger.warning("trial %d was interrupted by a storage outage; queued for a retry", number)
+    RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -343,6 +368,13 @@ def run_worker(
 
     if getattr(objective, "status", "absent") is None:
         objective.status = show
+
+    def ride_out_outage() -> None:
+        """The database or the storage proxy went away during a trial for longer than the
+        retry window: wait for it, then fail the trial and queue its retry."""
+        until_reachable(lambda: budget(study))
+        until_reachable(lambda: _retry_after_outage(study, objective.current_trial, spec.max_retry))
+
     started = time.monotonic()
     # Ctrl-C lands between database calls and is never lost (admet.interrupt)
     with interrupt.deliver_at_safe_points():
@@ -376,10 +408,10 @@ def run_worker(
                 raise KeyboardInterrupt(
                     _after_interrupt(study, objective.current_trial, spec.max_retry)
                 ) from None
-            except STORAGE_ERRORS:
-                # the database went away around a trial's start or end for longer than the
-                # retry window: wait for it; a trial left RUNNING is failed as stale and retried
-                until_reachable(lambda: budget(study))
+            except OUTAGE_ERRORS as exc:
+                if not is_outage(exc):
+                    raise
+                ride_out_outage()
                 continue
             except (
                 optuna.exceptions.UpdateFinishedTrialError,
@@ -387,6 +419,11 @@ def run_worker(
                 ValueError,
                 AssertionError,
             ) as exc:
+                if connection_lost(exc):
+                    # Optuna's tell of the failed trial was cut too, and its post-processing
+                    # replaced the storage error by AssertionError("Should not reach.")
+                    ride_out_outage()
+                    continue
                 if not _taken_over(study, objective.current_trial, exc):
                     raise
                 # another worker failed this trial as stale while the database was away and

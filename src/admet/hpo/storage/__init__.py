@@ -38,7 +38,16 @@ from admet.hpo.storage._optuna_private import (
     trial_id_of,
 )
 from admet.hpo.storage._rdb import ResilientRDBStorage
-from admet.hpo.storage._retry import CREATE_TOKEN, STATE_TOKEN, STORAGE_ERRORS, retry_seconds, until_reachable
+from admet.hpo.storage._retry import (
+    CREATE_TOKEN,
+    OUTAGE_ERRORS,
+    STATE_TOKEN,
+    STORAGE_ERRORS,
+    connection_lost,
+    is_outage,
+    retry_seconds,
+    until_reachable,
+)
 from admet.hpo.storage._urls import (
     default_storage_url,
     is_grpc_url,
@@ -51,14 +60,17 @@ __all__ = [
     "CREATE_TOKEN",
     "HEARTBEAT_ATTR",
     "OPTIMIZE_LOGGER",
+    "OUTAGE_ERRORS",
     "STATE_TOKEN",
     "STORAGE_ERRORS",
     "HeartbeatGrpcStorage",
     "ResilientRDBStorage",
     "backend_of",
+    "connection_lost",
     "default_storage_url",
     "heartbeat_kwargs",
     "is_grpc_url",
+    "is_outage",
     "open_grpc_storage",
     "open_storage",
     "parse_grpc_url",

@@ -1,10 +1,15 @@
 """The gRPC storage proxy: ``python -m admet.hpo serve-storage``.
 
-Runs Optuna's :func:`~optuna.storages.run_grpc_proxy_server` in front of the RDB storage
-of a database URL (the ``ResilientRDBStorage`` of :func:`._factory.open_storage`, in
-Optuna's cache as its docs advise), plain on a loopback address, with TLS (``grpcs://``,
-optionally mutual) on any other unless told ``--insecure``. Its clients are in
-:mod:`._grpc_client`.
+Runs Optuna's proxy service (the one :func:`~optuna.storages.run_grpc_proxy_server`
+serves) in front of the RDB storage of a database URL (the ``ResilientRDBStorage`` of
+:func:`._factory.open_storage`, in Optuna's cache as its docs advise), plain on a loopback
+address, with TLS (``grpcs://``, optionally mutual) on any other unless told ``--insecure``.
+Its clients are in :mod:`._grpc_client`.
+
+The server is assembled here rather than by ``run_grpc_proxy_server`` for two reasons:
+Optuna's ``make_server`` opens only an insecure port, and ``run_grpc_proxy_server`` never
+stops its server when Ctrl-C or SIGTERM ends the wait, so the process kept serving from its
+thread pool until killed (a SIGTERM'd proxy took 30 s, then SIGKILL, in the 16-worker soak).
 """
 
 from __future__ import annotations
@@ -33,14 +38,20 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _secure_server(storage: Any, host: str, port: int, credentials: Any) -> Any:
-    """Optuna's proxy service on a TLS port. Optuna's ``make_server`` only opens an insecure
-    port, so the server is assembled here from the same service and registration call."""
+STOP_GRACE_SECONDS = 2.0  # in-flight calls may finish; clients retry the rest (UNAVAILABLE)
+
+
+def _server(storage: Any, host: str, port: int, credentials: Any | None) -> Any:
+    """Optuna's proxy service on a plain or TLS port (``credentials`` None: plain)."""
     import grpc
 
     server = grpc.server(ThreadPoolExecutor(max_workers=10))
     add_proxy_service(storage, server)
-    server.add_secure_port(f"{host}:{port}", credentials)
+    address = f"{host}:{port}"
+    if credentials is None:
+        server.add_insecure_port(address)
+    else:
+        server.add_secure_port(address, credentials)
     return server
 
 
@@ -65,7 +76,6 @@ def serve_storage(
         StorageError: ``url`` is itself a proxy, the database cannot be used, or the TLS
             settings are incomplete or missing for a non-loopback address.
     """
-    from optuna.storages import run_grpc_proxy_server
 
     url = resolve_storage_url(url)
     if is_grpc_url(url):
@@ -105,24 +115,17 @@ def serve_storage(
     scheme = "grpcs" if credentials else "grpc"
     tls_note = " (mutual TLS)" if client_ca else ""
     serving = f"for {mask_url(url)} ({where(url)})"
+    server = None
     try:
-        if credentials is None:
-            print(f"storage proxy on {scheme}://{host}:{port} for {mask_url(url)} ({where(url)})", flush=True)
-            run_grpc_proxy_server(storage, host=host, port=port)
-        else:
-            server = _secure_server(storage, host, port, credentials)
-            server.start()
-            print(
-                f"storage proxy on {scheme}://{host}:{port}{tls_note} {serving}",
-                flush=True,
-            )
-            try:
-                server.wait_for_termination()
-            finally:
-                server.stop(grace=1)
+        server = _server(storage, host, port, credentials)
+        server.start()
+        print(f"storage proxy on {scheme}://{host}:{port}{tls_note} {serving}", flush=True)
+        server.wait_for_termination()
     except RuntimeError as exc:  # grpc: "Failed to bind to address"
         raise StorageError(f"cannot listen on {host}:{port}: {exc}") from None
     except KeyboardInterrupt as exc:
         raise KeyboardInterrupt(str(exc) or "storage proxy stopped") from None
     finally:
+        if server is not None:
+            server.stop(grace=STOP_GRACE_SECONDS).wait(STOP_GRACE_SECONDS + 5)
         backend.engine.dispose()

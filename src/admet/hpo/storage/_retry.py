@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+import grpc
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -35,11 +36,13 @@ from admet.hpo.storage._urls import where
 
 __all__ = [
     "CREATE_TOKEN",
+    "OUTAGE_ERRORS",
     "RETRY_SECONDS",
     "STATE_TOKEN",
     "STORAGE_ERRORS",
     "TOKENS",
     "connection_lost",
+    "is_outage",
     "retry_seconds",
     "retrying",
     "tagged_template",
@@ -61,6 +64,11 @@ CLIENT_TOKEN = "admet:client_token"
 TOKENS = (CREATE_TOKEN, STATE_TOKEN, CLIENT_TOKEN)
 
 STORAGE_ERRORS = (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError)
+# what a worker may see while the database or the storage proxy is away (is_outage decides)
+OUTAGE_ERRORS = (*STORAGE_ERRORS, grpc.RpcError)
+# a proxy call that failed these after the client's retry window (_grpc_client): the proxy
+# is away (DEADLINE_EXCEEDED: the window's deadline on a repeated call ran out)
+_PROXY_AWAY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def retry_seconds() -> float:
@@ -69,6 +77,9 @@ def retry_seconds() -> float:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, grpc.RpcError):
+        code = getattr(exc, "code", None)
+        return callable(code) and code() in _PROXY_AWAY
     if server_full(exc):  # the server answered: it is full, not gone (db_connections)
         return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -91,12 +102,13 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """Whether a storage error means the connection was lost (worth waiting for). Optuna
-    wraps driver errors of its scoped sessions in StorageInternalError, and some of its
-    writes catch a first error and try a fallback in the same session, which then fails
-    with SQLAlchemy's PendingRollbackError (seen through the proxy when PostgreSQL shut
-    down mid-call): the lost connection is then further down the exception chain."""
-    link = exc if isinstance(exc, DBAPIError) else exc.__cause__
+    """Whether a storage error means the connection to the database or to the storage
+    proxy was lost (worth waiting for). Optuna wraps driver errors of its scoped sessions
+    in StorageInternalError, and some of its writes catch a first error and try a fallback
+    in the same session, which then fails with SQLAlchemy's PendingRollbackError (seen
+    through the proxy when PostgreSQL shut down mid-call): the lost connection is then
+    further down the exception chain."""
+    link: BaseException | None = exc
     for _ in range(8):  # a chain is short; bounded against a cycle
         if link is None:
             return False
@@ -104,6 +116,12 @@ def connection_lost(exc: BaseException) -> bool:
             return True
         link = link.__cause__ or link.__context__
     return False
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a worker should wait ``exc`` out rather than fail: any database error (as
+    before the proxy existed), or a storage proxy call that failed for the proxy being away."""
+    return isinstance(exc, STORAGE_ERRORS) or connection_lost(exc)
 
 
 def with_retries(storage: RDBStorage, attempt: Callable[[bool], T]) -> T:
@@ -161,23 +179,24 @@ def retrying(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def until_reachable(call: Callable[[], Any], what: str = "the study database") -> Any:
+def until_reachable(call: Callable[[], Any], what: str = "the study storage") -> Any:
     """``call()``, waiting through a lost connection for as long as it takes (beyond the
-    storage's retry window): a worker outlives database outages of any length. Errors
-    that are not about the connection are raised at once."""
+    storage's retry window): a worker outlives outages of the database or of the storage
+    proxy of any length. Errors that are not about the connection are raised at once."""
     warned, delay = False, 1.0
     full_since: float | None = None
     while True:
         try:
             return call()
-        except STORAGE_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             if server_full(exc):  # not an outage: bounded, then one clear line
                 full_since = wait_for_slot(what, full_since, None)
                 continue
             if not connection_lost(exc):
                 raise
             if not warned:
-                logger.warning("%s is unreachable; waiting for it", what)
+                away = "storage proxy" if isinstance(exc, grpc.RpcError) else "database"
+                logger.warning("%s (the %s) is unreachable; waiting for it", what, away)
                 warned = True
             time.sleep(delay)
             delay = min(delay * 2, 15.0)

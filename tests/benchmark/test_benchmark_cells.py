@@ -190,3 +190,28 @@ def test_table_names_the_cells_without_a_code_version():
     text = BenchmarkResult(protocol="strict", rows=rows).to_markdown()
     assert "Code of the cells: abc1234." in text
     assert "1 cell(s) carry no code version (computed before cells recorded it): chemprop HLM seed 0." in text
+
+
+def test_a_run_started_before_later_config_keys_resumes_and_a_changed_one_does_not(tmp_path):
+    """A run folder written before the config gained keys (tier use, validation tiers,
+    molecule features, the batch sampler's name) resumes while they hold their defaults;
+    the same key set to something else is a different config."""
+    from admet.benchmark.cells import check_run
+    from admet.config import config_to_dict, load_config
+
+    now = json.loads(json.dumps(config_to_dict(load_config(CONFIG)), default=float))
+    before = json.loads(json.dumps(now))
+    for section, key in [
+        ("data", "tier_use"),
+        ("data", "molecule_features"),
+        ("data", "descriptor_missing"),
+        ("optimization", "validation_qualities"),
+        ("joint_sampling", "sampler"),
+    ]:
+        del before[section][key]
+    (tmp_path / "run.json").write_text(json.dumps({"protocol": "strict", "config": {"joint": before}}))
+    check_run(tmp_path, "strict", {"joint": now})  # resumes
+    changed = json.loads(json.dumps(now))
+    changed["data"]["molecule_features"] = ["rdkit_2d"]
+    with pytest.raises(ConfigError, match="different config for variant 'joint'"):
+        check_run(tmp_path, "strict", {"joint": changed})

@@ -13,14 +13,25 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from admet.config import LATER_KEYS, without_unset_later_keys
 from admet.data import fang2023
 from admet.errors import ConfigError
 
-__all__ = ["CELLS_FILE", "PROTOCOLS", "VARIANTS", "check_run", "comparable", "load_cells", "table_order"]
+__all__ = [
+    "CELLS_FILE",
+    "PROTOCOLS",
+    "TIER_VARIANTS",
+    "VARIANTS",
+    "check_run",
+    "comparable",
+    "load_cells",
+    "table_order",
+]
 
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("strict", "imputation")
+_LOW_TIER = ["joint_sampling.curriculum.qualities=[high, medium, low]"]  # the augmented table's tiers
 # admet variants: overrides of the benchmark config; None: Chemprop's own CLI (chemprop: its
 # defaults; chemprop-hpopt: the best config of a budgeted `chemprop hpopt` on the training
 # table; chemprop-tuned: the benchmark config's hyperparameters where Chemprop can express them)
@@ -30,7 +41,20 @@ VARIANTS: dict[str, list[str] | None] = {
     "baseline": ["joint_sampling.enabled=false", "joint_sampling.curriculum.enabled=false"],
     "chemprop-tuned": None,
     "chemprop": None,
+    # the four ways to use a low quality tier (issue 27; run on the table of `prepare
+    # fang2023 --augment low`, with --processed): left out; trained in the endpoints' own
+    # columns, plainly shuffled or phased in by the curriculum; or as auxiliary tasks
+    "tiers-drop": [*_LOW_TIER, "data.tier_use.low=drop"],
+    "tiers-train": [*_LOW_TIER, "data.tier_use.low=train", "joint_sampling.curriculum.enabled=false"],
+    "tiers-curriculum": [
+        *_LOW_TIER,
+        "data.tier_use.low=train",
+        "joint_sampling.enabled=true",
+        "joint_sampling.curriculum.enabled=true",
+    ],
+    "tiers-aux": [*_LOW_TIER, "data.tier_use.low=auxiliary_task"],
 }
+TIER_VARIANTS = ("tiers-drop", "tiers-train", "tiers-curriculum", "tiers-aux")
 CELLS_FILE = "cells.jsonl"
 
 
@@ -65,9 +89,15 @@ _EXECUTION_KEYS = {
 }
 
 
+# Keys the config gained after a run folder may have been started, at their defaults: such
+# a run resumes (the config hash's later keys, and the batch sampler's name).
+_LATER_DEFAULTS = {**LATER_KEYS, ("joint_sampling", "sampler"): None}
+
+
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A variant's config without its execution settings (``_EXECUTION_KEYS``)."""
-    plain = json.loads(json.dumps(config, default=float))
+    """A variant's config without its execution settings (``_EXECUTION_KEYS``) and without
+    keys added since at their defaults (``_LATER_DEFAULTS``)."""
+    plain = dict(without_unset_later_keys(json.loads(json.dumps(config, default=float)), _LATER_DEFAULTS))
     for section, keys in _EXECUTION_KEYS.items():
         if keys is None:
             plain.pop(section, None)

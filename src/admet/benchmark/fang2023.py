@@ -16,7 +16,11 @@ Variants, side by side in one run: ``baseline`` (the config with a plain shuffle
 ``joint`` (the config's joint sampling) and ``chemprop`` (Chemprop's own CLI, ``chemprop
 train`` then ``chemprop predict`` as subprocesses, with its default hyperparameters and
 the config's number of models and epochs, on exactly the same training table and test
-split). Every (variant, endpoint, seed) cell is appended to ``cells.jsonl`` in the run
+split); ``chemprop-hpopt`` and ``chemprop-tuned`` (:mod:`.chemprop_cli`); and, on the table
+``prepare fang2023 --augment low`` writes (``--processed``), the four ways to use its low
+quality tier, ``tiers-drop``, ``tiers-train``, ``tiers-curriculum`` and ``tiers-aux``, each
+paired with ``tiers-drop`` seed by seed (a strict cell leaves the endpoint's test structures
+out of every tier). Every (variant, endpoint, seed) cell is appended to ``cells.jsonl`` in the run
 folder as soon as it finishes; running the same ``--run`` again skips finished cells, so a
 long table fills over several sittings, and ``budget_minutes`` stops cleanly after the
 cell in progress. ``table.md``, ``table.json`` and ``figure.png`` summarise the cells: mean
@@ -64,7 +68,7 @@ from admet.benchmark.stats import (
 )
 from admet.benchmark.strict import strict_rows, structure_keys, training_fingerprint
 from admet.config import EnsembleConfig, config_to_dict, load_config
-from admet.data import fang2023, load_training_data
+from admet.data import apply_tier_use, fang2023, load_training_data
 from admet.errors import ConfigError, DataError
 from admet.model import ChempropEnsemble, ConsoleStatus, task_metrics
 from admet.paths import home, raw_dataset_dir
@@ -214,6 +218,11 @@ def run_benchmark(
             rows = strict_rows(structure_cache[key], held_out)
         else:
             rows = np.arange(len(data))
+        train_set = data.subset(rows)
+        if VARIANTS[variant] is not None:
+            # the rows the config trains on: a dropped quality tier's rows are not counted
+            # in, or fingerprinted as, the cell's training molecules (the fit leaves it as is)
+            train_set = apply_tier_use(train_set, cfg)
         peer: dict[str, Any] = {}
         config_path = None
         if variant == "chemprop-hpopt":
@@ -233,7 +242,7 @@ def run_benchmark(
             config_path, substituted = tuned_config(out_dir, cfg)
             peer = {"not_expressed": substituted}
         if progress:
-            print(f"[{variant} seed {k}] {endpoint}: training on {len(rows)} molecules", flush=True)
+            print(f"[{variant} seed {k}] {endpoint}: training on {len(train_set)} molecules", flush=True)
         t0 = time.perf_counter()
         uncertainty = {}
         if VARIANTS[variant] is None:
@@ -245,10 +254,10 @@ def run_benchmark(
             # one status line per cell on a terminal, one line per member epoch with --quiet
             status = ConsoleStatus(f"[{variant} seed {k}] {endpoint}", rewrite=None if progress else False)
             if protocol == "strict":
-                model = ChempropEnsemble(cfg).fit(data.subset(rows), progress=status)
+                model = ChempropEnsemble(cfg).fit(train_set, progress=status)
             else:
                 if (variant, k) not in shared:
-                    shared[(variant, k)] = ChempropEnsemble(cfg).fit(data, progress=status)
+                    shared[(variant, k)] = ChempropEnsemble(cfg).fit(train_set, progress=status)
                 model = shared[(variant, k)]
             frame = model.predict(list(test["SMILES"]), include_spread=True)
             preds = frame[f"{endpoint}_pred"].to_numpy()
@@ -263,8 +272,8 @@ def run_benchmark(
             "mae": m["mae"],
             "spearman_rho": m["spearman_rho"],
             "r2": m["r2"],
-            "train_molecules": len(rows),
-            "train_fingerprint": training_fingerprint(data.smiles[r] for r in rows),
+            "train_molecules": len(train_set),
+            "train_fingerprint": training_fingerprint(train_set.smiles),
             "seconds": time.perf_counter() - t0,
             "optimistic": protocol == "imputation",
             "code": code,

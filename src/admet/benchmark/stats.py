@@ -175,6 +175,10 @@ PAIRS = (
     ("joint", "chemprop"),
     ("joint", "chemprop-tuned"),
     ("joint", "baseline"),
+    # each way to use the low tier against leaving it out (issue 27)
+    ("tiers-train", "tiers-drop"),
+    ("tiers-curriculum", "tiers-drop"),
+    ("tiers-aux", "tiers-drop"),
 )
 
 

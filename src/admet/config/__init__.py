@@ -10,9 +10,9 @@ Example:
     ('EnsembleConfig', 4, 3)
 """
 
+from admet.config.identity import LATER_KEYS, config_hash, without_unset_later_keys
 from admet.config.loader import (
     apply_legacy,
-    config_hash,
     config_to_dict,
     get_dotted,
     load_config,
@@ -39,6 +39,7 @@ from admet.config.schema import (
 
 __all__ = [
     "COMPOSITION_MODES",
+    "LATER_KEYS",
     "ChempropConfig",
     "CurriculumConfig",
     "CurriculumPhaseConfig",
@@ -61,4 +62,5 @@ __all__ = [
     "save_config",
     "schema_for",
     "set_dotted",
+    "without_unset_later_keys",
 ]

@@ -12,8 +12,6 @@ an error.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 import re
 import warnings
@@ -46,7 +44,6 @@ from admet.paths import home
 
 __all__ = [
     "apply_legacy",
-    "config_hash",
     "config_to_dict",
     "get_dotted",
     "load_config",
@@ -298,46 +295,6 @@ def config_to_dict(cfg: ChempropConfig) -> dict[str, Any]:
     A plain copy of the dataclasses' fields: ``cfg`` was validated when
     :func:`load_config` built it, so it is not checked (nor converted) again here."""
     return asdict(cfg)
-
-
-def config_hash(cfg: ChempropConfig | Mapping[str, Any]) -> str:
-    """A short stable hash of a run config (16 hex digits of a SHA-256 of its JSON with
-    sorted keys); a config's dict from :func:`config_to_dict` gives the same value.
-
-    An HPO trial's finished members are cached on disk under it, so that the retry of a
-    killed trial reuses them: the value of a given config must never change (a test pins
-    two).
-    """
-    tree = cfg if isinstance(cfg, Mapping) else config_to_dict(cfg)
-    tree = _without_unset_later_keys(tree)
-    payload = json.dumps(tree, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-# Keys added to the schema after config_hash was pinned, with their defaults: left out of
-# the hash at their default, so a config that does not use them hashes as before (and a
-# retried trial of an older study finds its members).
-_LATER_KEYS: dict[tuple[str, str], Any] = {
-    ("data", "tier_use"): {},
-    ("optimization", "validation_qualities"): None,
-    ("data", "molecule_features"): [],
-    ("data", "descriptor_missing"): "error",
-}
-
-
-def _without_unset_later_keys(tree: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``tree`` without the :data:`_LATER_KEYS` that hold their default."""
-    drop = [
-        (section, key)
-        for (section, key), default in _LATER_KEYS.items()
-        if isinstance(tree.get(section), Mapping) and key in tree[section] and tree[section][key] == default
-    ]
-    if not drop:
-        return tree
-    out = dict(tree)
-    for section, key in drop:
-        out[section] = {k: v for k, v in out[section].items() if k != key}
-    return out
 
 
 def save_config(cfg: ChempropConfig, path: str | os.PathLike[str]) -> Path:

@@ -142,3 +142,21 @@ def test_a_trial_cut_by_a_long_outage_is_failed_and_retried_once(tmp_path, monke
         assert lost["n"] == 1
         assert failed.user_attrs["fail_reason"] == "study storage unreachable"
     json.dumps([t.number for t in study.trials])  # the study reads back whole
+
+
+def test_a_trial_another_worker_already_retried_is_not_queued_twice(tmp_path):
+    """The outage outlasted the grace period: another worker failed this worker's trial as
+    stale and queued its retry; this worker, back, queues nothing more."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    from admet.hpo.runner import _retry_after_outage
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study.trials[0])  # the other worker's retry
+    _retry_after_outage(study, trial.number, max_retry=2)
+    assert _retries(study) == Counter({0: 1})
+    _retry_after_outage(study, None, max_retry=2)  # no trial of this worker: nothing
+    assert len(study.trials) == 2

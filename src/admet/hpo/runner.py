@@ -253,9 +253,12 @@ def _retry_after_outage(study: optuna.Study, number: int | None, max_retry: int)
     failed as stale meanwhile was queued by that worker and is left alone."""
     if number is None:
         return
-    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    trials = study.get_trials(deepcopy=False)
+    trial = next((t for t in trials if t.number == number), None)
     if trial is None or trial.state not in (TrialState.RUNNING, TrialState.FAIL):
         return
+    if any(t.system_attrs.get("failed_trial") == number for t in trials):
+        return  # failed as stale by another worker meanwhile, which queued the retry
     if trial.state == TrialState.RUNNING:
         storage = storage_of(study)
         try:
